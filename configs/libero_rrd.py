@@ -1,0 +1,80 @@
+"""RRD reward model on a LIBERO-layout RLDS dataset (default: the embedded generated dataset).
+
+Usage: python -m rrd_jax.train --config configs/libero_rrd.py[:VARIANT] --workdir DIR \
+         [--config.data.dataset_dir=/data/libero_10_no_noops/1.0.0] [--config.KEY=VALUE ...]
+Variants:
+  (none)  pixel reward model on the main camera, sized for a CPU-friendly default job.
+  mlp     the reference low-dimensional model on [state, action, state - next_state].
+  seed    the seed command's shapes: 256x256 images, K=32, one episode per batch, 500 updates.
+"""
+
+import ml_collections
+
+
+def get_config(variant=""):
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # Seeds parameter init and the sampler (the batch at step s depends only on seed, s).
+
+  config.data = data = ml_collections.ConfigDict()
+  data.dataset_dir = ""  # RLDS version dir, e.g. .../libero_10_no_noops/1.0.0; "" = embedded dataset.
+  data.embedded_dir = "~/.cache/rrd_jax/embedded"  # Where the embedded dataset is generated (once).
+  data.embedded_episodes = 1000  # Embedded dataset: number of episodes (fewer lets the net memorise episodes).
+  data.embedded_min_length = 30  # Embedded dataset: shortest episode.
+  data.embedded_max_length = 60  # Embedded dataset: longest episode.
+  data.embedded_image_size = 64  # Embedded dataset: stored image resolution.
+  data.image_size = 64  # Frames are resized to image_size x image_size after decoding.
+  data.image_key = "observation/image"  # Main camera, inside `steps`.
+  data.wrist_image_key = "observation/wrist_image"  # Wrist camera (model.use_wrist).
+  data.proprio_key = "observation/state"  # Proprioceptive state vector.
+  data.action_key = "action"
+  data.reward_key = "reward"  # Episode return = sum of this field.
+  data.instruction_key = "language_instruction"  # "" if the dataset has none.
+  data.file_path_key = "episode_metadata/file_path"  # Hashed to pick held-out episodes.
+  data.episode_weighting = "length"  # "length": episodes drawn with prob. proportional to T; "uniform".
+  data.eval_fraction = 0.1  # Fraction of episodes held out for evaluation (by file_path hash).
+  data.num_parallel_calls = -1  # tf.data parallel episode loads (-1 = AUTOTUNE).
+
+  config.model = model = ml_collections.ConfigDict()
+  model.kind = "pixel"  # "pixel" (conv trunk + MLP) or "mlp" (low-dim MLP on [s, a, s - s']).
+  model.frame_diff = False  # Pixel model: also feed the frame difference o - o'.
+  model.use_wrist = False  # Pixel model: a second conv trunk on the wrist camera.
+  model.use_instruction = False  # Learned embedding of the language instruction.
+  model.instruction_dim = 32
+  model.hidden_sizes = (256, 256)
+  model.dtype = "float32"  # Compute dtype: "float32" or "bfloat16" (params stay float32).
+
+  config.rrd = rrd = ml_collections.ConfigDict()
+  rrd.sample_size = 32  # K: steps sampled per episode (with replacement only when K > T).
+  rrd.episodes_per_batch = 8  # Episodes per training batch.
+  rrd.bias_correction = False  # True: L-RD via the bias-corrected estimator (needs K >= 2).
+  rrd.loss_form = "mean"  # "mean": (m - R/T)^2 (reference); "return": (T*m - R)^2 (seed tool).
+
+  config.optim = optim = ml_collections.ConfigDict()
+  optim.learning_rate = 3e-4  # Adam.
+  optim.grad_clip_norm = 0.0  # Global-norm clipping; 0 = off.
+
+  config.train = train = ml_collections.ConfigDict()
+  train.num_steps = 1500  # Reward-model updates.
+  train.log_every = 50  # Steps between train metric logs.
+  train.eval_every = 500  # Steps between held-out evaluations (and at the end).
+  train.eval_batches = 4  # Held-out RRD batches per evaluation (fixed across evaluations).
+  train.eval_episodes = 64  # Held-out episodes predicted in full per evaluation (0 = none).
+  train.predict_batch_size = 256  # Steps per forward pass when predicting whole episodes.
+
+  config.checkpoint = checkpoint = ml_collections.ConfigDict()
+  checkpoint.dir = ""  # Where checkpoints go; "" = WORKDIR/checkpoints.
+  checkpoint.every_steps = 0  # Periodic save interval in steps; 0 = only the final checkpoint.
+  checkpoint.save_final = True  # Save a checkpoint at the end of training.
+
+  if variant == "mlp":
+    model.kind = "mlp"
+  elif variant == "seed":
+    data.image_size = 256
+    rrd.sample_size = 32
+    rrd.episodes_per_batch = 1
+    rrd.loss_form = "return"
+    train.num_steps = 500
+    train.eval_every = 100
+  elif variant:
+    raise ValueError(f"unknown variant {variant!r} of configs/libero_rrd.py; expected mlp or seed")
+  return config

@@ -1,0 +1,1 @@
+"""RLDS data: opening and indexing datasets, RRD sampling, the tf.data pipeline, the embedded dataset."""

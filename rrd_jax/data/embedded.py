@@ -1,0 +1,182 @@
+"""The embedded default dataset: a small LIBERO-schema RLDS dataset generated on the fly.
+
+A 2-D tabletop: a red block sits at a random place on the table, the robot's end-effector (a blue
+disc) moves around it. The known dense reward is 1.0 on every step where the end-effector touches
+the block (centre distance < TOUCH_RADIUS) and 0 elsewhere, so returns vary between episodes and
+which steps earned them is visible in the image (the block's position is in no low-dim feature).
+Features, dtypes and shapes follow LIBERO's RLDS layout (see shared/docs/LIBERO_RLDS.md); the
+dataset is written with tfds's own builder machinery, so it opens with tfds.builder_from_directory.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+BUILDER_NAME = "rrd_synthetic_libero"
+DATASET_VERSION = "1.0.0"
+TOUCH_RADIUS = 0.1
+BLOCK_HALF_SIZE = 0.06
+EEF_RADIUS = 0.05
+INSTRUCTIONS = ("touch the red block", "reach for the red block", "tap the red block")
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddedParams:
+  num_episodes: int = 200
+  min_length: int = 30
+  max_length: int = 60
+  image_size: int = 96  # stored JPEG resolution (the pipeline resizes to data.image_size)
+  seed: int = 0
+  num_shards: int = 4
+
+  def key(self):
+    text = json.dumps(dataclasses.asdict(self), sort_keys=True) + DATASET_VERSION
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def render(size, block_xy, eef_xy, tint, center=(0.5, 0.5), extent=1.0):
+  """Renders the scene seen through a square window (center, extent) as a uint8 [size, size, 3]."""
+  grid = (np.arange(size, dtype=np.float32) + 0.5) / size
+  ys = center[1] + (grid[:, None] - 0.5) * extent  # [S, 1] world y per row
+  xs = center[0] + (grid[None, :] - 0.5) * extent  # [1, S] world x per column
+  image = np.empty((size, size, 3), np.float32)
+  image[...] = tint  # table colour
+  image += 0.08 * np.sin(6.0 * xs + 3.0 * ys)[..., None]  # mild table texture
+  on_table = (xs >= 0) & (xs <= 1) & (ys >= 0) & (ys <= 1)
+  image[~on_table] = 0.15
+  block = (np.abs(xs - block_xy[0]) < BLOCK_HALF_SIZE) & (np.abs(ys - block_xy[1]) < BLOCK_HALF_SIZE)
+  image[block] = (0.85, 0.1, 0.1)
+  eef = np.square(xs - eef_xy[0]) + np.square(ys - eef_xy[1]) < EEF_RADIUS**2
+  image[eef] = (0.1, 0.2, 0.9)
+  return np.clip(image * 255.0, 0, 255).astype(np.uint8)
+
+
+def generate_episode(params, episode_index):
+  """One episode as a dict in the LIBERO RLDS layout (numpy arrays, images uint8)."""
+  rng = np.random.default_rng([params.seed, episode_index])
+  length = int(rng.integers(params.min_length, params.max_length + 1))
+  block = rng.uniform(0.2, 0.8, size=2)
+  eef = rng.uniform(0.1, 0.9, size=2)
+  # Phases: wander, then (with prob. 0.7) reach and stay on the block for a while, then wander.
+  reach_start = int(rng.integers(0, length // 2)) if rng.random() < 0.7 else length
+  reach_end = reach_start + int(rng.integers(length // 6, length // 2 + 1))
+  goal = rng.uniform(0.1, 0.9, size=2)
+  positions, fingers = [], []
+  gripper_closed = bool(rng.random() < 0.5)
+  for t in range(length):
+    if reach_start <= t < reach_end:
+      goal = block + rng.normal(0, 0.02, size=2)
+    elif rng.random() < 0.08 or t == reach_end:
+      goal = rng.uniform(0.1, 0.9, size=2)
+    positions.append(eef.copy())
+    step = np.clip(0.3 * (goal - eef), -0.08, 0.08) + rng.normal(0, 0.01, size=2)
+    eef = np.clip(eef + step, 0.02, 0.98)
+    if rng.random() < 0.1:
+      gripper_closed = not gripper_closed
+    fingers.append(gripper_closed)
+  positions = np.asarray(positions, np.float32)  # [T, 2]
+  next_positions = np.concatenate([positions[1:], positions[-1:]])
+  height = 0.1 + 0.01 * np.sin(np.arange(length, dtype=np.float32) / 5.0)
+  axis_angle = np.tile(np.asarray([np.pi, 0.0, 0.0], np.float32), (length, 1))
+  axis_angle += rng.normal(0, 0.01, size=(length, 3)).astype(np.float32)
+  finger_pos = np.where(np.asarray(fingers)[:, None], 0.0, 0.04) * np.asarray([1.0, -1.0])
+  state = np.concatenate([positions, height[:, None], axis_angle, finger_pos], -1).astype(np.float32)
+  joint_state = np.concatenate([np.sin(3 * positions), np.cos(3 * positions), height[:, None],
+                                np.sin(positions[:, :1] + positions[:, 1:]),
+                                np.cos(positions[:, :1] - positions[:, 1:])], -1).astype(np.float32)
+  action = np.zeros((length, 7), np.float32)
+  action[:, :2] = (next_positions - positions) * 10.0
+  action[:, 2:6] = rng.normal(0, 0.01, size=(length, 4))
+  action[:, 6] = np.where(np.asarray(fingers), 1.0, -1.0)
+  reward = (np.linalg.norm(positions - block[None], axis=-1) < TOUCH_RADIUS).astype(np.float32)
+  tint = np.asarray([0.55, 0.5, 0.42], np.float32)
+  images = np.stack([render(params.image_size, block, p, tint) for p in positions])
+  wrist = np.stack([render(params.image_size, block, p, tint, center=p, extent=0.4) for p in positions])
+  instruction = INSTRUCTIONS[episode_index % len(INSTRUCTIONS)]
+  is_last = np.zeros(length, bool)
+  is_last[-1] = True
+  steps = {
+      "observation": {"image": images, "wrist_image": wrist, "state": state,
+                      "joint_state": joint_state},
+      "action": action,
+      "reward": reward,
+      "discount": np.ones(length, np.float32),
+      "is_first": np.arange(length) == 0,
+      "is_last": is_last,
+      "is_terminal": is_last.copy(),
+      "language_instruction": [instruction] * length,
+  }
+  file_path = f"/embedded/{BUILDER_NAME}/episode_{episode_index:05d}.hdf5"
+  return {"steps": steps, "episode_metadata": {"file_path": file_path}}
+
+
+def libero_features(image_size):
+  """The LIBERO RLDS feature spec (images at `image_size`)."""
+  image = lambda doc: tfds.features.Image(shape=(image_size, image_size, 3), dtype=np.uint8,
+                                          encoding_format="jpeg", doc=doc)
+  scalar = lambda dtype, doc: tfds.features.Scalar(dtype=dtype, doc=doc)
+  return tfds.features.FeaturesDict({
+      "steps": tfds.features.Dataset({
+          "observation": tfds.features.FeaturesDict({
+              "image": image("Main camera RGB observation."),
+              "wrist_image": image("Wrist camera RGB observation."),
+              "state": tfds.features.Tensor(shape=(8,), dtype=np.float32,
+                                            doc="EEF pos (3), axis-angle (3), gripper (2)."),
+              "joint_state": tfds.features.Tensor(shape=(7,), dtype=np.float32,
+                                                  doc="Joint angles."),
+          }),
+          "action": tfds.features.Tensor(shape=(7,), dtype=np.float32,
+                                         doc="EEF delta (6) and gripper (1)."),
+          "discount": scalar(np.float32, "Discount, 1.0 everywhere."),
+          "reward": scalar(np.float32, "Dense reward: 1.0 while touching the block."),
+          "is_first": scalar(np.bool_, "True on the first step."),
+          "is_last": scalar(np.bool_, "True on the last step."),
+          "is_terminal": scalar(np.bool_, "True on the last step."),
+          "language_instruction": tfds.features.Text(doc="Language instruction."),
+      }),
+      "episode_metadata": tfds.features.FeaturesDict({
+          "file_path": tfds.features.Text(doc="Path of the source episode."),
+      }),
+  })
+
+
+class RrdSyntheticLibero(tfds.core.GeneratorBasedBuilder):
+  """LIBERO-schema RLDS episodes of a 2-D touch-the-block task with a known dense reward."""
+
+  VERSION = tfds.core.Version(DATASET_VERSION)
+  RELEASE_NOTES = {DATASET_VERSION: "Embedded default dataset of rrd_jax."}
+
+  def __init__(self, *, params=EmbeddedParams(), **kwargs):
+    self._params = params
+    super().__init__(**kwargs)
+
+  def _info(self):
+    return self.dataset_info_from_configs(
+        features=libero_features(self._params.image_size),
+        description=__doc__,
+        metadata=tfds.core.MetadataDict(generator_params=dataclasses.asdict(self._params)),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {"train": self._generate_examples()}
+
+  def _generate_examples(self):
+    for index in range(self._params.num_episodes):
+      yield index, generate_episode(self._params, index)
+
+
+def build_embedded_dataset(root_dir, params=EmbeddedParams()):
+  """Generates the dataset (once) under `root_dir/<params key>/` and returns its version directory."""
+  data_dir = os.path.join(os.path.expanduser(root_dir), params.key())
+  version_dir = os.path.join(data_dir, BUILDER_NAME, DATASET_VERSION)
+  if os.path.exists(os.path.join(version_dir, "dataset_info.json")):
+    return version_dir
+  builder = RrdSyntheticLibero(params=params, data_dir=data_dir)
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(num_shards=params.num_shards))
+  return version_dir

@@ -1,0 +1,265 @@
+"""Opening RLDS datasets and indexing their episodes for random access.
+
+An RLDS/TFDS dataset stores one episode per TFRecord record. The index records, for every episode,
+which shard holds it and at what byte offset, plus its length, return, file_path and instruction,
+so the pipeline can read just the sampled episodes (and decode just the sampled frames) while host
+memory stays bounded by a few numbers per episode, whatever the dataset's size.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import struct
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core import example_parser
+
+from rrd_jax.errors import UserError
+
+_HEADER = struct.Struct("<QI")  # TFRecord framing: uint64 length, uint32 masked crc of length
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureKeys:
+  """Where each input lives, as '/'-separated paths inside `steps` (file_path: inside the episode)."""
+  image: str = "observation/image"
+  wrist_image: str = "observation/wrist_image"
+  proprio: str = "observation/state"
+  action: str = "action"
+  reward: str = "reward"
+  instruction: str = "language_instruction"
+  file_path: str = "episode_metadata/file_path"
+
+  @classmethod
+  def from_config(cls, data_config):
+    return cls(image=data_config.image_key, wrist_image=data_config.wrist_image_key,
+               proprio=data_config.proprio_key, action=data_config.action_key,
+               reward=data_config.reward_key, instruction=data_config.instruction_key,
+               file_path=data_config.file_path_key)
+
+
+def _flatten(nested, prefix=""):
+  flat = {}
+  for key, value in nested.items():
+    path = f"{prefix}{key}"
+    if isinstance(value, dict):
+      flat.update(_flatten(value, path + "/"))
+    else:
+      flat[path] = value
+  return flat
+
+
+def open_builder(dataset_dir):
+  """`tfds.builder_from_directory` with one-sentence errors for paths that are not RLDS datasets."""
+  dataset_dir = os.path.expanduser(str(dataset_dir))
+  if not os.path.exists(dataset_dir):
+    raise UserError(f"dataset directory {dataset_dir} does not exist")
+  if not os.path.isdir(dataset_dir):
+    raise UserError(f"dataset path {dataset_dir} is not a directory")
+  if not os.path.exists(os.path.join(dataset_dir, "dataset_info.json")):
+    found = sorted(d for d in os.listdir(dataset_dir)
+                   if os.path.isdir(os.path.join(dataset_dir, d)))
+    hint = f" (it holds {', '.join(found[:5])}; pass a version directory such as .../1.0.0)" if found else ""
+    raise UserError(f"{dataset_dir} is not a TFDS/RLDS dataset version directory: "
+                    f"no dataset_info.json{hint}")
+  try:
+    builder = tfds.builder_from_directory(dataset_dir)
+  except Exception as e:  # tfds raises many kinds for malformed metadata
+    raise UserError(f"{dataset_dir} could not be opened as a TFDS dataset: "
+                    f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+  if builder.info.file_format != tfds.core.FileFormat.TFRECORD:
+    raise UserError(f"{dataset_dir} is stored as {builder.info.file_format.value}; "
+                    "rrd_jax reads TFRecord RLDS datasets")
+  if "steps" not in builder.info.features:
+    raise UserError(f"{dataset_dir} is not an RLDS dataset: it has no 'steps' feature "
+                    f"(features: {', '.join(sorted(builder.info.features.keys()))})")
+  return builder
+
+
+def serialized_specs(builder, step_keys, episode_keys=()):
+  """The tfds serialized-feature specs restricted to the given keys; errors list the available ones."""
+  info = builder.info.features.get_serialized_info()
+  flat_steps = _flatten(info["steps"])
+  flat_episode = {k: v for k, v in _flatten(info).items() if not k.startswith("steps/")}
+  specs = {}
+  for key in step_keys:
+    if key not in flat_steps:
+      raise UserError(f"feature 'steps/{key}' not found in {builder.data_dir}; available step "
+                      f"features: {', '.join(sorted(flat_steps))}")
+    specs["steps/" + key] = flat_steps[key]
+  for key in episode_keys:
+    if key not in flat_episode:
+      raise UserError(f"feature '{key}' not found in {builder.data_dir}; available episode "
+                      f"features: {', '.join(sorted(flat_episode)) or 'none'}")
+    specs[key] = flat_episode[key]
+  return specs
+
+
+def make_parser(specs):
+  """A function serialized Example -> dict of tensors for the given flat specs (images stay bytes)."""
+  nested = {}
+  for key, spec in specs.items():
+    node = nested
+    parts = key.split("/")
+    for part in parts[:-1]:
+      node = node.setdefault(part, {})
+    node[parts[-1]] = spec
+  parser = example_parser.ExampleParser(nested)
+
+  def parse(serialized):
+    return _flatten(parser.parse_example(serialized))
+
+  return parse
+
+
+def image_shape(builder, key):
+  """The stored (H, W, C) of an image step feature, checking it is an RGB image."""
+  feature = builder.info.features["steps"]
+  for part in key.split("/"):
+    feature = feature[part]
+  if not isinstance(feature, tfds.features.Image):
+    raise UserError(f"feature 'steps/{key}' in {builder.data_dir} is a {type(feature).__name__}, "
+                    "not an image")
+  shape = feature.shape
+  if len(shape) != 3 or shape[-1] != 3:
+    raise UserError(f"image feature 'steps/{key}' in {builder.data_dir} has shape {shape}; "
+                    "expected (height, width, 3)")
+  return shape
+
+
+def record_offsets(path):
+  """Byte offsets of every record in a TFRecord file, read from the framing only (no payload)."""
+  offsets = []
+  size = os.path.getsize(path)
+  with open(path, "rb") as f:
+    position = 0
+    while position < size:
+      header = f.read(_HEADER.size)
+      if len(header) < _HEADER.size:
+        raise UserError(f"TFRecord shard {path} is truncated at byte {position}")
+      (length, _), = [_HEADER.unpack(header)]
+      offsets.append(position)
+      position += _HEADER.size + length + 4
+      f.seek(position)
+  if position != size:
+    raise UserError(f"TFRecord shard {path} is truncated (last record ends past byte {size})")
+  return offsets
+
+
+def read_record(path, offset):
+  """The payload of the TFRecord record that starts at `offset` of `path`."""
+  with open(path, "rb") as f:
+    f.seek(offset)
+    (length, _), = [_HEADER.unpack(f.read(_HEADER.size))]
+    return f.read(length)
+
+
+@dataclasses.dataclass
+class EpisodeIndex:
+  """A few numbers per episode, in dataset order (splits sorted by name, shards in order)."""
+  dataset_dir: str
+  shard_paths: list  # [S] str
+  shard_ids: np.ndarray  # [N] int32
+  offsets: np.ndarray  # [N] int64
+  lengths: np.ndarray  # [N] int64
+  returns: np.ndarray  # [N] float64, sum of the reward feature
+  file_paths: list  # [N] str
+  instructions: list  # [N] str
+  splits: list  # [N] str
+
+  def __len__(self):
+    return len(self.lengths)
+
+
+def build_index(builder, keys, splits=None):
+  """Scans the dataset once (lengths, returns, file paths, instructions; no images decoded)."""
+  splits = sorted(builder.info.splits.keys()) if splits is None else list(splits)
+  step_keys = [keys.reward] + ([keys.instruction] if keys.instruction else [])
+  episode_keys = [keys.file_path] if keys.file_path else []
+  parse = make_parser(serialized_specs(builder, step_keys, episode_keys))
+
+  def summarize(serialized):
+    parsed = parse(serialized)
+    rewards = tf.cast(parsed["steps/" + keys.reward], tf.float64)
+    summary = {"length": tf.shape(rewards)[0], "return": tf.reduce_sum(rewards),
+               "finite": tf.reduce_all(tf.math.is_finite(rewards))}
+    if keys.instruction:
+      instructions = parsed["steps/" + keys.instruction]
+      summary["instruction"] = tf.cond(tf.size(instructions) > 0, lambda: instructions[0],
+                                       lambda: tf.constant(""))
+    summary["file_path"] = parsed[keys.file_path] if keys.file_path else tf.constant("")
+    return summary
+
+  shard_paths, shard_ids, offsets, columns = [], [], [], []
+  for split in splits:
+    for instruction in builder.info.splits[split].file_instructions:
+      path = instruction.filename
+      shard_offsets = record_offsets(path)
+      dataset = tf.data.TFRecordDataset(path).map(summarize, num_parallel_calls=tf.data.AUTOTUNE)
+      try:
+        rows = list(dataset.as_numpy_iterator())
+      except tf.errors.OpError as e:
+        raise UserError(f"TFRecord shard {path} could not be read ({type(e).__name__}: "
+                        f"{e.message.splitlines()[0]})") from None
+      if len(rows) != len(shard_offsets):
+        raise UserError(f"TFRecord shard {path} has {len(rows)} readable records but "
+                        f"{len(shard_offsets)} framed records")
+      for row in rows:
+        if not row["finite"]:
+          raise UserError(f"an episode in {path} has NaN or infinite values in "
+                          f"'steps/{keys.reward}'")
+      shard_ids += [len(shard_paths)] * len(rows)
+      shard_paths.append(path)
+      offsets += shard_offsets
+      columns += [(split, row) for row in rows]
+  if not columns:
+    raise UserError(f"dataset {builder.data_dir} has no episodes")
+  decode = lambda b: b.decode("utf-8") if isinstance(b, bytes) else str(b)
+  return EpisodeIndex(
+      dataset_dir=str(builder.data_dir), shard_paths=shard_paths,
+      shard_ids=np.asarray(shard_ids, np.int32), offsets=np.asarray(offsets, np.int64),
+      lengths=np.asarray([r["length"] for _, r in columns], np.int64),
+      returns=np.asarray([r["return"] for _, r in columns], np.float64),
+      file_paths=[decode(r["file_path"]) for _, r in columns],
+      instructions=[decode(r.get("instruction", b"")) for _, r in columns],
+      splits=[s for s, _ in columns])
+
+
+def holdout_mask(file_paths, fraction):
+  """True for held-out (evaluation) episodes, chosen by a hash of file_path.
+
+  Several episodes may share a file_path (LIBERO stores one HDF5 file per task), so the hashed key
+  is `file_path#k`, k counting earlier episodes with the same file_path in dataset order. At least
+  one episode is held out when fraction > 0 and at least one is kept for training (a dataset of
+  one episode holds out none).
+  """
+  seen = {}
+  scores = []
+  for path in file_paths:
+    k = seen.get(path, 0)
+    seen[path] = k + 1
+    digest = hashlib.md5(f"{path}#{k}".encode("utf-8")).digest()
+    scores.append(int.from_bytes(digest[:8], "little") / 2.0**64)
+  scores = np.asarray(scores)
+  mask = scores < fraction
+  if len(mask) < 2:
+    return np.zeros(len(mask), bool)  # a single episode is kept for training
+  if fraction > 0 and not mask.any():
+    mask[np.argmin(scores)] = True
+  if mask.all() and len(mask) > 1:
+    mask[np.argmax(scores)] = False
+  return mask
+
+
+def dataset_summary(index):
+  """A JSON-able description of an index (for logs and config.json)."""
+  return {"dataset_dir": index.dataset_dir, "episodes": len(index),
+          "steps": int(index.lengths.sum()), "mean_length": float(index.lengths.mean()),
+          "return_mean": float(index.returns.mean()), "return_std": float(index.returns.std())}
+
+
+def dumps_summary(index):
+  return json.dumps(dataset_summary(index))

@@ -1,0 +1,69 @@
+"""User-facing errors: one sentence, exit code 2, no traceback."""
+
+import functools
+import sys
+
+
+class UserError(Exception):
+  """Bad input from the user (path, dataset, config value). Printed as one sentence."""
+
+
+EXIT_USER_ERROR = 2
+
+
+def cli_main(fn):
+  """Wraps a CLI `main(argv)`: a UserError prints `error: <message>` and exits 2."""
+
+  @functools.wraps(fn)
+  def wrapper(*args, **kwargs):
+    try:
+      return fn(*args, **kwargs)
+    except UserError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(EXIT_USER_ERROR)
+
+  return wrapper
+
+
+def exit_with_error(message):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(EXIT_USER_ERROR)
+
+
+def unknown_config_field_message(error, argv):
+  """ml_collections raises AttributeError/KeyError("'field'") for an unknown --config.FIELD."""
+  field = str(error).strip("\"'")
+  flagged = [a.split("=", 1)[0] for a in argv
+             if a.startswith("--config.") and field in a.split("=", 1)[0].split(".")]
+  return f"unknown config field {field!r}" + (f" in {flagged[0]}" if flagged
+                                               else " in the --config.* overrides")
+
+
+def _last_line(text):
+  """Flag errors may embed a traceback (e.g. a config file's get_config raising): keep its last line."""
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  if any(line.startswith("Traceback") for line in lines):
+    return f"{lines[0].rstrip(':')}: {lines[-1]}"
+  return " ".join(lines)
+
+
+def run_app(main):
+  """absl `app.run` for our CLIs: flag errors and UserErrors print one sentence and exit 2,
+  and library INFO logging (orbax, absl) is kept off the console."""
+  from absl import app, flags, logging  # pylint: disable=import-outside-toplevel
+
+  def parse(argv):
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      exit_with_error(_last_line(str(e)))
+    except (AttributeError, KeyError) as e:  # ml_collections: an unknown --config.FIELD
+      exit_with_error(unknown_config_field_message(e, argv))
+
+  def wrapped(argv):
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+      raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    return main(argv)
+
+  app.run(cli_main(wrapped), flags_parser=parse)

@@ -1,0 +1,92 @@
+"""TrainState and the jitted train / eval / predict steps."""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from rrd_jax import losses
+from rrd_jax import parallel
+
+
+class TrainState(train_state.TrainState):
+  """params, opt_state and step (flax); apply_fn and tx are static."""
+
+
+def make_optimizer(optim_config):
+  chain = []
+  if optim_config.grad_clip_norm > 0:
+    chain.append(optax.clip_by_global_norm(optim_config.grad_clip_norm))
+  chain.append(optax.adam(optim_config.learning_rate))
+  return optax.chain(*chain)
+
+
+def create_train_state(model, optim_config, example_inputs, rng):
+  """Initialises params from one example step batch (dict of [N, ...] arrays)."""
+  params = jax.jit(model.init)(rng, example_inputs)
+  return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(optim_config))
+
+
+def predict_sampled(apply_fn, params, inputs):
+  """Per-step rewards for inputs [B, K, ...]: the model vmapped over the B subsequences -> [B, K]."""
+  return jax.vmap(lambda episode_inputs: apply_fn(params, episode_inputs))(inputs)
+
+
+def _loss_and_metrics(apply_fn, params, batch, input_keys, rrd_config):
+  inputs = {k: batch[k] for k in input_keys}
+  pred = predict_sampled(apply_fn, params, inputs)  # [B, K]
+  chex.assert_equal_shape([pred, batch["true_reward"]])
+  loss = losses.rrd_loss(pred, batch["episode_return"], batch["episode_length"],
+                         form=rrd_config.loss_form, bias_correction=rrd_config.bias_correction)
+  lengths = batch["episode_length"].astype(jnp.float32)
+  predicted_return = jnp.mean(pred, axis=-1) * lengths  # T * m: the RRD return estimate
+  metrics = {
+      "loss": loss,
+      "return_mse": jnp.mean(jnp.square(predicted_return - batch["episode_return"])),
+      "reward_mean": jnp.mean(pred),
+      "reward_std": jnp.std(pred),
+  }
+  return loss, metrics
+
+
+def make_train_step(input_keys, rrd_config, mesh):
+  """(state, batch) -> (state, metrics); batch leaves are [B, K, ...] sharded over `data`."""
+
+  def train_step(state, batch):
+    grad_fn = jax.grad(functools.partial(_loss_and_metrics, state.apply_fn, input_keys=input_keys,
+                                         rrd_config=rrd_config), argnums=0, has_aux=True)
+    grads, metrics = grad_fn(state.params, batch)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    return state.apply_gradients(grads=grads), metrics
+
+  return jax.jit(train_step, in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+                 out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
+                 donate_argnums=(0,))
+
+
+def make_eval_step(input_keys, rrd_config, mesh):
+  """(params, batch) -> metrics on an RRD batch, without updating."""
+
+  def eval_step(params, batch, apply_fn):
+    return _loss_and_metrics(apply_fn, params, batch, input_keys, rrd_config)[1]
+
+  def run(state, batch):
+    return jitted(state.params, batch, state.apply_fn)
+
+  jitted = jax.jit(eval_step, static_argnums=(2,),
+                   in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+                   out_shardings=parallel.replicated(mesh))
+  return run
+
+
+def make_predict_fn(apply_fn, input_keys, mesh):
+  """(params, flat batch [N, ...]) -> [N] rewards, jitted, N sharded over `data`."""
+
+  def predict(params, batch):
+    return apply_fn(params, {k: batch[k] for k in input_keys})
+
+  return jax.jit(predict, in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+                 out_shardings=parallel.replicated(mesh))

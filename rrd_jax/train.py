@@ -1,0 +1,180 @@
+"""Train an RRD reward model: python -m rrd_jax.train --config configs/libero_rrd.py --workdir DIR.
+
+Override any config field with --config.FIELD=VALUE (see configs/libero_rrd.py for the fields).
+Writes WORKDIR/config.json (resolved config), metrics.jsonl, tensorboard/ and checkpoints/.
+"""
+
+import json
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+from absl import flags
+from ml_collections import config_flags
+
+from rrd_jax import checkpoint, config_utils, evaluation, metrics, models, parallel, step as step_lib
+from rrd_jax.data import pipeline, rlds, source
+from rrd_jax.errors import UserError, exit_with_error, run_app, unknown_config_field_message
+
+
+def _mean_metrics(metric_list):
+  fetched = jax.device_get(metric_list)
+  return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+
+
+def _prepare_workdir(workdir):
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  if os.path.exists(os.path.join(workdir, "config.json")):
+    raise UserError(f"workdir {workdir} already holds a run (config.json exists); "
+                    "choose a new --workdir")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"workdir {workdir} cannot be created ({e.strerror})") from None
+  if not os.access(workdir, os.W_OK):
+    raise UserError(f"workdir {workdir} is not writable")
+  return workdir
+
+
+def evaluate(state, eval_step, predict_fn, loader, eval_ids, index, config, mesh):
+  """Held-out metrics: the RRD loss on fixed sampled batches, and whole-episode reward recovery."""
+  results = {}
+  sampler_kwargs = dict(episodes_per_batch=config.rrd.episodes_per_batch,
+                        sample_size=config.rrd.sample_size, seed=config.seed + 1,
+                        weighting=config.data.episode_weighting)
+  dataset = pipeline.train_dataset(loader, eval_ids, sampler_kwargs=sampler_kwargs,
+                                   num_steps=config.train.eval_batches)
+  batch_sharding = parallel.batch_sharding(mesh)
+  eval_metrics = [eval_step(state, parallel.to_global(b, batch_sharding))
+                  for b in dataset.as_numpy_iterator()]
+  results.update({f"eval/{k}": v for k, v in _mean_metrics(eval_metrics).items()})
+  episodes = eval_ids[: config.train.eval_episodes]
+  if len(episodes):
+    predicted, true = evaluation.predict_episodes(
+        predict_fn, state.params, loader, episodes, batch_size=config.train.predict_batch_size,
+        sharding=batch_sharding)
+    stats = evaluation.reward_statistics(predicted, true, index.returns[episodes])
+    results.update({f"eval/{k}": v for k, v in stats.items() if k not in ("episodes", "steps")})
+  return results
+
+
+def train_and_evaluate(config, workdir, log=print):
+  """Trains per `config`, writing everything to `workdir`; returns the final held-out metrics."""
+  config_utils.validate(config)
+  workdir = _prepare_workdir(workdir)
+  dataset_dir = source.resolve_dataset_dir(config.data, log=log)
+  builder, index, keys = source.open_dataset(config.data, dataset_dir)
+  holdout = rlds.holdout_mask(index.file_paths, config.data.eval_fraction)
+  train_ids = np.flatnonzero(~holdout)
+  eval_ids = np.flatnonzero(holdout) if config.data.eval_fraction > 0 else np.zeros(0, np.int64)
+  vocab = source.instruction_vocabulary([index.instructions[i] for i in train_ids])
+  loader = pipeline.EpisodeLoader(builder, index, keys, pipeline.Inputs.from_config(config),
+                                  instruction_vocab=vocab)
+  checkpoint_dir = os.path.abspath(os.path.expanduser(config.checkpoint.dir or
+                                                      os.path.join(workdir, "checkpoints")))
+  mesh = parallel.make_mesh()
+  num_devices = mesh.devices.size
+  if config.rrd.episodes_per_batch % num_devices or config.train.predict_batch_size % num_devices:
+    raise UserError(f"rrd.episodes_per_batch ({config.rrd.episodes_per_batch}) and "
+                    f"train.predict_batch_size ({config.train.predict_batch_size}) must be "
+                    f"multiples of the device count ({num_devices})")
+  summary = rlds.dataset_summary(index)
+  summary.update(train_episodes=int(len(train_ids)), eval_episodes=int(len(eval_ids)))
+  config_utils.write_run_config(os.path.join(workdir, "config.json"), config, {
+      "dataset": summary, "instruction_vocabulary": vocab, "checkpoint_dir": checkpoint_dir,
+      "devices": [str(d) for d in mesh.devices.flat]})
+  log(f"Dataset {dataset_dir}: {summary['episodes']} episodes, {summary['steps']} steps "
+      f"({len(train_ids)} train / {len(eval_ids)} held-out episodes); "
+      f"training {config.train.num_steps} steps on {num_devices} {jax.default_backend()} device(s).")
+
+  sampler_kwargs = dict(episodes_per_batch=config.rrd.episodes_per_batch,
+                        sample_size=config.rrd.sample_size, seed=config.seed,
+                        weighting=config.data.episode_weighting)
+  train_data = pipeline.train_dataset(loader, train_ids, sampler_kwargs=sampler_kwargs,
+                                      num_steps=config.train.num_steps,
+                                      num_parallel_calls=config.data.num_parallel_calls)
+  model = models.build_model(config.model, num_instructions=len(vocab))
+  input_keys = models.model_input_keys(config.model)
+  example = next(pipeline.train_dataset(loader, train_ids, sampler_kwargs=sampler_kwargs,
+                                        num_steps=1).as_numpy_iterator())
+  state = step_lib.create_train_state(model, config.optim,
+                                      {k: example[k][0] for k in input_keys},
+                                      jax.random.PRNGKey(config.seed))
+  state = jax.device_put(state, parallel.replicated(mesh))
+  train_step = step_lib.make_train_step(input_keys, config.rrd, mesh)
+  eval_step = step_lib.make_eval_step(input_keys, config.rrd, mesh)
+  predict_fn = step_lib.make_predict_fn(model.apply, input_keys, mesh)
+  batch_sharding = parallel.batch_sharding(mesh)
+  logger = metrics.MetricsLogger(workdir, enabled=jax.process_index() == 0)
+  checkpoints = checkpoint.manager(checkpoint_dir, config.checkpoint.every_steps)
+
+  def run_eval(step):
+    if len(eval_ids) == 0:
+      return {}
+    results = evaluate(state, eval_step, predict_fn, loader, eval_ids, index, config, mesh)
+    logger.write(step, results)
+    log(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in results.items()))
+    return results
+
+  pending, last_log, results = [], time.time(), {}
+  bar = metrics.progress_bar(config.train.num_steps, "train")
+  for step, batch in enumerate(train_data.as_numpy_iterator(), start=1):
+    state, step_metrics = train_step(state, parallel.to_global(batch, batch_sharding))
+    pending.append(step_metrics)
+    bar.update(1)
+    if step % config.train.log_every == 0 or step == config.train.num_steps:
+      scalars = {f"train/{k}": v for k, v in _mean_metrics(pending).items()}
+      now = time.time()
+      scalars["train/steps_per_s"] = len(pending) / max(now - last_log, 1e-9)
+      pending, last_log = [], now
+      if not np.isfinite(scalars["train/loss"]):
+        raise UserError(f"training diverged: train/loss is {scalars['train/loss']} at step {step}")
+      logger.write(step, scalars)
+      bar.set_postfix(loss=f"{scalars['train/loss']:.4g}")
+      if bar.disable:
+        log(f"step {step}/{config.train.num_steps}: train/loss={scalars['train/loss']:.4g}")
+    if config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0:
+      checkpoint.save(checkpoints, state)
+    if step % config.train.eval_every == 0 and step != config.train.num_steps:
+      run_eval(step)
+  bar.close()
+  results = run_eval(config.train.num_steps)
+  if config.checkpoint.save_final and checkpoints.latest_step() != config.train.num_steps:
+    checkpoint.save(checkpoints, state, force=True)
+  checkpoints.wait_until_finished()
+  checkpoints.close()
+  logger.close()
+  with open(os.path.join(workdir, "final_metrics.json"), "w", encoding="utf-8") as f:
+    json.dump({"step": config.train.num_steps, **results}, f, indent=2)
+  log(f"Done. Checkpoint in {checkpoint_dir}; metrics in {workdir}/metrics.jsonl.")
+  return results
+
+
+def main():
+  try:  # ml_collections applies --config.FIELD overrides from sys.argv while defining the flag
+    config = config_flags.DEFINE_config_file(
+        "config", config_utils.DEFAULT_CONFIG_FILE,
+        "Training config file, optionally with :VARIANT (default: configs/libero_rrd.py).")
+  except (AttributeError, KeyError) as e:
+    exit_with_error(unknown_config_field_message(e, sys.argv))
+  workdir = flags.DEFINE_string("workdir", None, "Directory for config.json, metrics, checkpoints.")
+
+  def run(argv):
+    del argv
+    if not workdir.value:
+      raise UserError("--workdir is required")
+    try:
+      resolved = config.value
+      resolved.get("rrd")  # a config file that failed to load raises here
+    except OSError as e:
+      raise UserError(f"config file {flags.FLAGS['config'].serialize().split('=', 1)[-1]} "
+                      "cannot be loaded (missing or unreadable)") from None
+    train_and_evaluate(resolved, workdir.value)
+
+  run_app(run)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,203 @@
+"""The CLIs' bad-input contract, checked on the real commands run as subprocesses.
+
+Product rule: bad input gets ONE clear sentence on stderr naming the problem and the offending
+path/key/value, exit code 2, no traceback, and nothing already on disk is overwritten.
+
+Every subprocess pays ~5 s of imports, so the cases are launched together once per module (a few
+at a time) after one tiny in-process training + prediction has made a finished run to collide with.
+"""
+
+import concurrent.futures
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import tiny_config
+
+# TensorFlow / absl C++ logging that may precede our message on stderr; not part of the message.
+NOISE_PREFIXES = ("I0000", "W0000", "E0000", "WARNING: All log messages")
+
+# Flags equivalent to conftest.tiny_config, for runs that get past validation.
+TINY_FLAGS = [
+    "--config.data.image_size=40", "--config.rrd.sample_size=4",
+    "--config.rrd.episodes_per_batch=4", "--config.model.hidden_sizes=(32,32)",
+    "--config.train.num_steps=2", "--config.train.eval_every=2", "--config.train.log_every=1",
+    "--config.train.eval_batches=1", "--config.train.eval_episodes=2",
+    "--config.train.predict_batch_size=16", "--config.data.eval_fraction=0.25",
+]
+
+
+def message_lines(stderr):
+  """Non-empty stderr lines that are not TensorFlow/absl logging noise."""
+  return [line for line in stderr.splitlines()
+          if line.strip() and not line.startswith(NOISE_PREFIXES)]
+
+
+def snapshot(directory):
+  """{relative path: bytes} of every file under `directory`."""
+  files = {}
+  for root, _, names in os.walk(directory):
+    for name in names:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        files[os.path.relpath(path, directory)] = f.read()
+  return files
+
+
+class Env:
+  """Paths shared by the cases (filled in by the `cli` fixture)."""
+
+
+def _cases(e):
+  """name -> (module, argv, substrings the error line must contain)."""
+  train = lambda workdir, *flags: ["--workdir", workdir, "--config", "configs/libero_rrd.py",
+                                   *flags]
+  ds = lambda d: f"--config.data.dataset_dir={d}"
+  fresh = lambda name: os.path.join(e.tmp, "workdirs", name)
+  return {
+      # a. dataset directory does not exist
+      "missing_dataset": ("rrd_jax.train", train(fresh("missing_dataset"), ds(e.missing_dir), *TINY_FLAGS),
+                          [e.missing_dir, "does not exist"]),
+      # b. a directory that is not a dataset version directory
+      "empty_dataset_dir": ("rrd_jax.train", train(fresh("empty_dataset_dir"), ds(e.empty_dir), *TINY_FLAGS),
+                            [e.empty_dir, "dataset_info.json"]),
+      "dataset_parent_dir": ("rrd_jax.train", train(fresh("dataset_parent_dir"), ds(e.parent_dir), *TINY_FLAGS),
+                             [e.parent_dir, "dataset_info.json", e.version_name]),
+      # c. a configured feature key the dataset lacks
+      "missing_feature_key": ("rrd_jax.train",
+                              train(fresh("missing_feature_key"), ds(e.dataset_dir), *TINY_FLAGS,
+                                    "--config.data.proprio_key=observation/nope"),
+                              ["observation/nope", "observation/state", "observation/image"]),
+      # d. invalid config values
+      "bias_correction_sample_size_1": (
+          "rrd_jax.train", train(fresh("bias_correction_sample_size_1"), ds(e.dataset_dir), *TINY_FLAGS,
+                                 "--config.rrd.sample_size=1", "--config.rrd.bias_correction=True"),
+          ["rrd.bias_correction", "rrd.sample_size", "got 1"]),
+      "episodes_per_batch_0": ("rrd_jax.train",
+                               train(fresh("episodes_per_batch_0"), ds(e.dataset_dir), *TINY_FLAGS,
+                                     "--config.rrd.episodes_per_batch=0"),
+                               ["rrd.episodes_per_batch", "got 0"]),
+      "image_size_0": ("rrd_jax.train", train(fresh("image_size_0"), ds(e.dataset_dir), *TINY_FLAGS,
+                                              "--config.data.image_size=0"),
+                       ["data.image_size", "got 0"]),
+      "loss_form_bogus": ("rrd_jax.train", train(fresh("loss_form_bogus"), ds(e.dataset_dir), *TINY_FLAGS,
+                                                 "--config.rrd.loss_form=bogus"),
+                          ["rrd.loss_form", "bogus"]),
+      "model_kind_bogus": ("rrd_jax.train", train(fresh("model_kind_bogus"), ds(e.dataset_dir), *TINY_FLAGS,
+                                                  "--config.model.kind=bogus"),
+                           ["model.kind", "bogus"]),
+      # e. unknown config key
+      "unknown_config_key": ("rrd_jax.train", train(fresh("unknown_config_key"), ds(e.dataset_dir), *TINY_FLAGS,
+                                                    "--config.rrd.nope=3"),
+                             ["nope"]),
+      # --config: a missing config file, an unknown variant of the config file
+      "config_file_missing": ("rrd_jax.train",
+                              ["--workdir", fresh("config_file_missing"), "--config", "configs/nope.py"],
+                              ["configs/nope.py"]),
+      "config_variant_unknown": ("rrd_jax.train",
+                                 ["--workdir", fresh("config_variant_unknown"), "--config",
+                                  "configs/libero_rrd.py:bogus"],
+                                 ["bogus"]),
+      # f. the workdir already holds a finished run
+      "existing_run": ("rrd_jax.train", train(e.run_dir, ds(e.dataset_dir), *TINY_FLAGS),
+                       [e.run_dir, "config.json"]),
+      # g. no --workdir
+      "missing_workdir": ("rrd_jax.train",
+                          ["--config", "configs/libero_rrd.py", ds(e.dataset_dir), *TINY_FLAGS],
+                          ["--workdir"]),
+      # predict: a workdir that is not a training run
+      "predict_not_a_run": ("rrd_jax.predict",
+                            ["--workdir", e.empty_workdir, "--out", e.never_written_out],
+                            [os.path.join(e.empty_workdir, "config.json")]),
+      # predict: --out already holds predictions
+      "predict_existing_out": ("rrd_jax.predict", ["--workdir", e.run_dir, "--out", e.preds_dir],
+                               [e.preds_dir]),
+  }
+
+
+@pytest.fixture(scope="module")
+def cli(tiny_dataset_dir, repo_root, tmp_path_factory):
+  """Makes a finished tiny run (+ predictions), then runs every case; (env, {name: result})."""
+  from rrd_jax import predict, train  # pylint: disable=import-outside-toplevel
+
+  e = Env()
+  e.tmp = str(tmp_path_factory.mktemp("cli_errors"))
+  e.dataset_dir = os.path.abspath(tiny_dataset_dir)
+  e.parent_dir = os.path.dirname(e.dataset_dir)
+  e.version_name = os.path.basename(e.dataset_dir)
+  e.missing_dir = os.path.join(e.tmp, "no_such_dataset", "1.0.0")
+  e.empty_dir = os.path.join(e.tmp, "empty_dataset")
+  e.empty_workdir = os.path.join(e.tmp, "not_a_run")
+  e.never_written_out = os.path.join(e.tmp, "never_written_out")
+  os.makedirs(e.empty_dir)
+  os.makedirs(e.empty_workdir)
+  e.run_dir = os.path.join(e.tmp, "run")
+  e.preds_dir = os.path.join(e.tmp, "preds")
+  train.train_and_evaluate(
+      tiny_config(e.dataset_dir, **{"train.num_steps": 2, "train.eval_every": 2,
+                                    "train.eval_episodes": 2}), e.run_dir, log=lambda *_: None)
+  predict.predict_dataset(e.run_dir, e.preds_dir, log=lambda *_: None)
+  e.before = {"run": snapshot(e.run_dir), "preds": snapshot(e.preds_dir)}
+
+  env = dict(os.environ, PYTHONPATH=repo_root)
+  cases = _cases(e)
+  assert list(cases) == CASE_NAMES
+
+  def run(name):
+    module, argv, _ = cases[name]
+    return subprocess.run([sys.executable, "-m", module, *argv], cwd=repo_root, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+  with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+    results = dict(zip(cases, pool.map(run, cases)))
+  return e, cases, results
+
+
+CASE_NAMES = [
+    "missing_dataset", "empty_dataset_dir", "dataset_parent_dir", "missing_feature_key",
+    "bias_correction_sample_size_1", "episodes_per_batch_0", "image_size_0", "loss_form_bogus",
+    "model_kind_bogus", "unknown_config_key", "config_file_missing", "config_variant_unknown",
+    "existing_run", "missing_workdir",
+    "predict_not_a_run", "predict_existing_out",
+]
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_bad_input_is_one_sentence_exit_2(cli, name):
+  e, cases, results = cli
+  _, argv, expected = cases[name]
+  result = results[name]
+  detail = f"argv={argv}\nexit={result.returncode}\nstderr:\n{result.stderr}"
+  assert "Traceback" not in result.stderr, detail
+  assert result.returncode == 2, detail
+  lines = message_lines(result.stderr)
+  assert len(lines) == 1, detail
+  assert lines[0].startswith("error:"), detail
+  for text in expected:
+    assert text in lines[0], f"{text!r} not in the message\n{detail}"
+
+
+def test_failed_training_writes_no_run(cli):
+  """A refused training writes nothing into its fresh --workdir (no config.json), so the same
+  --workdir can be used again once the input is fixed."""
+  e, _, _ = cli
+  workdirs = os.path.join(e.tmp, "workdirs")
+  written = {name: sorted(snapshot(os.path.join(workdirs, name)))
+             for name in (os.listdir(workdirs) if os.path.isdir(workdirs) else [])}
+  assert not {name: files for name, files in written.items() if files}, written
+
+
+def test_existing_run_is_untouched(cli):
+  e, _, results = cli
+  assert results["existing_run"].returncode != 0
+  assert snapshot(e.run_dir) == e.before["run"]
+
+
+def test_existing_predictions_are_untouched(cli):
+  e, _, results = cli
+  assert results["predict_existing_out"].returncode != 0
+  assert snapshot(e.preds_dir) == e.before["preds"]
+  assert snapshot(e.run_dir) == e.before["run"]
+  assert not os.path.exists(e.never_written_out)

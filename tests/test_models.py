@@ -1,0 +1,106 @@
+"""Reward networks: shapes, config-selected parts, dtype option, and the vmapped sampled predictor."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from rrd_jax import config_utils, models, step as step_lib
+from rrd_jax.errors import UserError
+
+
+def model_config(**kw):
+  config = ml_collections.ConfigDict(dict(kind="pixel", frame_diff=False, use_wrist=False,
+                                          use_instruction=False, instruction_dim=8,
+                                          hidden_sizes=(16, 16), dtype="float32"))
+  config.update(kw)
+  return config
+
+
+def inputs(n, size=40, seed=0):
+  rng = np.random.default_rng(seed)
+  image = lambda: rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+  return {"image": image(), "next_image": image(), "wrist_image": image(),
+          "state": rng.normal(size=(n, 8)).astype(np.float32),
+          "next_state": rng.normal(size=(n, 8)).astype(np.float32),
+          "action": rng.normal(size=(n, 7)).astype(np.float32),
+          "instruction_id": rng.integers(0, 3, size=(n,)).astype(np.int32)}
+
+
+def init_apply(config, x, num_instructions=3):
+  model = models.build_model(config, num_instructions=num_instructions)
+  keys = models.model_input_keys(config)
+  params = model.init(jax.random.PRNGKey(0), {k: x[k] for k in keys})
+  return model, params, keys
+
+
+@pytest.mark.parametrize("size", [40, 64])
+def test_pixel_model_shapes_and_trunk(size):
+  x = inputs(5, size)
+  model, params, keys = init_apply(model_config(), x)
+  out = model.apply(params, {k: x[k] for k in keys})
+  assert out.shape == (5,) and out.dtype == jnp.float32
+  conv = params["params"]["image_trunk"]
+  assert [conv[f"Conv_{i}"]["kernel"].shape for i in range(3)] == [
+      (8, 8, 3, 32), (4, 4, 32, 64), (3, 3, 64, 64)]
+  assert "wrist_trunk" not in params["params"]
+  # The prediction depends on the image.
+  other = dict(x, image=255 - x["image"])
+  assert not np.allclose(out, model.apply(params, {k: other[k] for k in keys}))
+
+
+def test_optional_inputs_add_parameters_and_matter():
+  x = inputs(4)
+  config = model_config(frame_diff=True, use_wrist=True, use_instruction=True)
+  model, params, keys = init_apply(config, x)
+  assert set(keys) >= {"next_image", "wrist_image", "instruction_id"}
+  assert params["params"]["image_trunk"]["Conv_0"]["kernel"].shape == (8, 8, 6, 32)
+  assert "wrist_trunk" in params["params"] and "instruction_embedding" in params["params"]
+  base = model.apply(params, {k: x[k] for k in keys})
+  for key, changed in (("wrist_image", 255 - x["wrist_image"]),
+                       ("next_image", 255 - x["next_image"]),
+                       ("instruction_id", (x["instruction_id"] + 1) % 3)):
+    moved = model.apply(params, {k: (changed if k == key else x[k]) for k in keys})
+    assert not np.allclose(base, moved), key
+
+
+def test_mlp_model_is_lowdim_on_s_a_and_s_minus_next():
+  x = inputs(6)
+  config = model_config(kind="mlp", hidden_sizes=(256, 256))
+  model, params, keys = init_apply(config, x)
+  assert keys == ["state", "next_state", "action"]
+  first = params["params"]["Dense_0"]["kernel"]
+  assert first.shape == (8 + 7 + 8, 256)
+  assert params["params"]["Dense_1"]["kernel"].shape == (256, 256)
+  assert params["params"]["Dense_2"]["kernel"].shape == (256, 1)
+  assert model.apply(params, {k: x[k] for k in keys}).shape == (6,)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_output():
+  x = inputs(4)
+  model32, params, keys = init_apply(model_config(), x)
+  model16 = models.build_model(model_config(dtype="bfloat16"), num_instructions=3)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+  out32 = model32.apply(params, {k: x[k] for k in keys})
+  out16 = model16.apply(params, {k: x[k] for k in keys})
+  assert out16.dtype == jnp.float32
+  np.testing.assert_allclose(out16, out32, atol=0.05 + 0.05 * float(jnp.abs(out32).max()))
+
+
+def test_predict_sampled_vmaps_over_episodes():
+  x = inputs(12)
+  model, params, keys = init_apply(model_config(), x)
+  flat = model.apply(params, {k: x[k] for k in keys})
+  batched = {k: x[k].reshape((3, 4) + x[k].shape[1:]) for k in keys}
+  sampled = step_lib.predict_sampled(model.apply, params, batched)
+  assert sampled.shape == (3, 4)
+  np.testing.assert_allclose(sampled.reshape(-1), flat, rtol=1e-5, atol=1e-6)
+
+
+def test_too_small_images_for_the_trunk_are_rejected():
+  config = config_utils.load_config(overrides={"data.image_size": 32})
+  with pytest.raises(UserError, match="data.image_size"):
+    config_utils.validate(config)
+  config_utils.validate(config_utils.load_config(overrides={"data.image_size": 32,
+                                                            "model.kind": "mlp"}))

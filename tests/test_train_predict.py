@@ -1,0 +1,109 @@
+"""End to end on the tiny embedded dataset: train writes its run files, is deterministic given the
+seed, and predict covers every step of every episode with return_pred = sum of predicted rewards."""
+
+import csv
+import glob
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+
+from conftest import tiny_config
+from rrd_jax import predict, train
+from rrd_jax.data import rlds
+
+
+def read_jsonl(path):
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f]
+
+
+def final_params(workdir):
+  from rrd_jax import checkpoint, config_utils, models, step as step_lib  # noqa: PLC0415
+  config, facts = config_utils.read_run_config(workdir)
+  model = models.build_model(config.model, num_instructions=len(facts["instruction_vocabulary"]))
+  keys = models.model_input_keys(config.model)
+  size = config.data.image_size
+  example = {"state": np.zeros((1, 8), np.float32), "next_state": np.zeros((1, 8), np.float32),
+             "action": np.zeros((1, 7), np.float32),
+             "image": np.zeros((1, size, size, 3), np.uint8)}
+  state = step_lib.create_train_state(model, config.optim, {k: example[k] for k in keys},
+                                      jax.random.PRNGKey(123))
+  return checkpoint.restore(facts["checkpoint_dir"], state).params
+
+
+@pytest.fixture(scope="module")
+def run(tiny_dataset_dir, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("run") / "w")
+  results = train.train_and_evaluate(tiny_config(tiny_dataset_dir), workdir, log=lambda *_: None)
+  return workdir, results
+
+
+def test_run_files(run, tiny_dataset_dir):
+  workdir, results = run
+  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+    record = json.load(f)
+  assert record["config"]["rrd"]["sample_size"] == 4
+  assert record["config"]["data"]["dataset_dir"] == tiny_dataset_dir
+  assert record["dataset"]["episodes"] == 16
+  assert record["dataset"]["train_episodes"] + record["dataset"]["eval_episodes"] == 16
+  rows = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  train_rows = [r for r in rows if "train/loss" in r]
+  assert [r["step"] for r in train_rows] == [2, 4, 6]
+  assert all(np.isfinite(r["train/loss"]) and r["train/loss"] >= 0 for r in train_rows)
+  eval_rows = [r for r in rows if "eval/loss" in r]
+  assert [r["step"] for r in eval_rows] == [3, 6]
+  assert {"eval/within_pearson", "eval/pooled_pearson", "eval/return_r2"} <= set(eval_rows[-1])
+  assert results["eval/loss"] == pytest.approx(eval_rows[-1]["eval/loss"])
+  events = glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
+  assert events
+  accumulator = event_accumulator.EventAccumulator(events[0], size_guidance={"tensors": 0})
+  accumulator.Reload()
+  tags = set(accumulator.Tags()["tensors"]) | set(accumulator.Tags()["scalars"])
+  assert {"train/loss", "eval/loss"} <= tags
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", "6"))
+
+
+def test_training_is_deterministic_given_the_seed(run, tiny_dataset_dir, tmp_path):
+  workdir, _ = run
+  again = str(tmp_path / "again")
+  train.train_and_evaluate(tiny_config(tiny_dataset_dir), again, log=lambda *_: None)
+  losses = lambda w: [r["train/loss"] for r in read_jsonl(os.path.join(w, "metrics.jsonl"))
+                      if "train/loss" in r]
+  assert losses(again) == losses(workdir)
+  jax.tree.map(np.testing.assert_array_equal, final_params(again), final_params(workdir))
+  other = str(tmp_path / "other_seed")
+  train.train_and_evaluate(tiny_config(tiny_dataset_dir, seed=7), other, log=lambda *_: None)
+  assert losses(other) != losses(workdir)
+
+
+def test_predict_covers_every_step(run, tiny_dataset_dir, tmp_path):
+  workdir, _ = run
+  out = str(tmp_path / "pred")
+  stats = predict.predict_dataset(workdir, out, log=lambda *_: None)
+  builder = rlds.open_builder(tiny_dataset_dir)
+  index = rlds.build_index(builder, rlds.FeatureKeys())
+  arrays = np.load(os.path.join(out, "predicted_rewards.npz"))
+  assert len(arrays["reward"]) == index.lengths.sum() == stats["steps"]
+  assert np.all(np.isfinite(arrays["reward"]))
+  with open(os.path.join(out, "returns.csv"), newline="", encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == len(index)
+  for e, row in enumerate(rows):
+    assert int(row["episode"]) == e
+    assert row["file_path"] == index.file_paths[e]
+    mask = arrays["episode"] == e
+    assert int(row["length"]) == index.lengths[e] == mask.sum()
+    np.testing.assert_array_equal(arrays["step"][mask], np.arange(index.lengths[e]))
+    assert float(row["return_true"]) == pytest.approx(index.returns[e], rel=1e-5)
+    assert float(row["return_true"]) == pytest.approx(arrays["dataset_reward"][mask].sum(), abs=1e-4)
+    assert float(row["return_pred"]) == pytest.approx(arrays["reward"][mask].sum(), rel=1e-4,
+                                                       abs=1e-4)
+  # Batching does not change predictions.
+  out_small = str(tmp_path / "pred_small")
+  predict.predict_dataset(workdir, out_small, batch_size=8, log=lambda *_: None)
+  np.testing.assert_allclose(np.load(os.path.join(out_small, "predicted_rewards.npz"))["reward"],
+                             arrays["reward"], rtol=1e-5, atol=1e-6)
