@@ -21,6 +21,7 @@ DATASET_VERSION = "1.0.0"
 TOUCH_RADIUS = 0.1
 BLOCK_HALF_SIZE = 0.06
 EEF_RADIUS = 0.05
+GENERATOR_REVISION = 1  # bump when generate_episode changes, so cached copies are regenerated
 INSTRUCTIONS = ("touch the red block", "reach for the red block", "tap the red block")
 
 
@@ -34,7 +35,7 @@ class EmbeddedParams:
   num_shards: int = 4
 
   def key(self):
-    text = json.dumps(dataclasses.asdict(self), sort_keys=True) + DATASET_VERSION
+    text = json.dumps(dataclasses.asdict(self), sort_keys=True) + f"{DATASET_VERSION}/{GENERATOR_REVISION}"
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
