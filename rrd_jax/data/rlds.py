@@ -8,13 +8,14 @@ memory stays bounded by a few numbers per episode, whatever the dataset's size.
 
 import dataclasses
 import hashlib
-import json
 import os
 import struct
+import sys
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+import tqdm
 from tensorflow_datasets.core import example_parser
 
 from rrd_jax.errors import UserError
@@ -194,27 +195,28 @@ def build_index(builder, keys, splits=None):
     return summary
 
   shard_paths, shard_ids, offsets, columns = [], [], [], []
-  for split in splits:
-    for instruction in builder.info.splits[split].file_instructions:
-      path = instruction.filename
-      shard_offsets = record_offsets(path)
-      dataset = tf.data.TFRecordDataset(path).map(summarize, num_parallel_calls=tf.data.AUTOTUNE)
-      try:
-        rows = list(dataset.as_numpy_iterator())
-      except tf.errors.OpError as e:
-        raise UserError(f"TFRecord shard {path} could not be read ({type(e).__name__}: "
-                        f"{e.message.splitlines()[0]})") from None
-      if len(rows) != len(shard_offsets):
-        raise UserError(f"TFRecord shard {path} has {len(rows)} readable records but "
-                        f"{len(shard_offsets)} framed records")
-      for row in rows:
-        if not row["finite"]:
-          raise UserError(f"an episode in {path} has NaN or infinite values in "
-                          f"'steps/{keys.reward}'")
-      shard_ids += [len(shard_paths)] * len(rows)
-      shard_paths.append(path)
-      offsets += shard_offsets
-      columns += [(split, row) for row in rows]
+  files = [(split, instruction.filename) for split in splits
+           for instruction in builder.info.splits[split].file_instructions]
+  for split, path in tqdm.tqdm(files, desc="index", unit="shard", dynamic_ncols=True,
+                               disable=not sys.stderr.isatty() or len(files) < 4):
+    shard_offsets = record_offsets(path)
+    dataset = tf.data.TFRecordDataset(path).map(summarize, num_parallel_calls=tf.data.AUTOTUNE)
+    try:
+      rows = list(dataset.as_numpy_iterator())
+    except tf.errors.OpError as e:
+      raise UserError(f"TFRecord shard {path} could not be read ({type(e).__name__}: "
+                      f"{e.message.splitlines()[0]})") from None
+    if len(rows) != len(shard_offsets):
+      raise UserError(f"TFRecord shard {path} has {len(rows)} readable records but "
+                      f"{len(shard_offsets)} framed records")
+    for row in rows:
+      if not row["finite"]:
+        raise UserError(f"an episode in {path} has NaN or infinite values in "
+                        f"'steps/{keys.reward}'")
+    shard_ids += [len(shard_paths)] * len(rows)
+    shard_paths.append(path)
+    offsets += shard_offsets
+    columns += [(split, row) for row in rows]
   if not columns:
     raise UserError(f"dataset {builder.data_dir} has no episodes")
   decode = lambda b: b.decode("utf-8") if isinstance(b, bytes) else str(b)
@@ -259,7 +261,3 @@ def dataset_summary(index):
   return {"dataset_dir": index.dataset_dir, "episodes": len(index),
           "steps": int(index.lengths.sum()), "mean_length": float(index.lengths.mean()),
           "return_mean": float(index.returns.mean()), "return_std": float(index.returns.std())}
-
-
-def dumps_summary(index):
-  return json.dumps(dataset_summary(index))
