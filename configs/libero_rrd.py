@@ -63,8 +63,12 @@ def get_config(variant=""):
 
   config.checkpoint = checkpoint = ml_collections.ConfigDict()
   checkpoint.dir = ""  # Where checkpoints go; "" = WORKDIR/checkpoints.
-  checkpoint.every_steps = 0  # Periodic save interval in steps; 0 = only the final checkpoint.
+  checkpoint.every_steps = 500  # Periodic save interval in steps (resume point); 0 = none.
+  checkpoint.keep = 3  # Periodic/final checkpoints kept (newest); the best is kept besides.
+  checkpoint.keep_best = True  # Also keep the checkpoint with the lowest held-out eval/loss.
   checkpoint.save_final = True  # Save a checkpoint at the end of training.
+  checkpoint.restore = "latest"  # What predict restores: "latest", "best" or a step number.
+  checkpoint.overwrite = False  # True: move a different run found in --workdir aside, start anew.
 
   if variant == "mlp":
     model.kind = "mlp"

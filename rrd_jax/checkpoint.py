@@ -1,34 +1,107 @@
-"""Orbax checkpoints of the TrainState (params, optimizer state, step)."""
+"""Orbax checkpoints of a run: the last `keep` periodic saves plus the best by held-out loss.
+
+Layout under the checkpoint directory:
+  steps/<step>/  periodic and final saves (the newest `checkpoint.keep` are kept)
+  best/<step>/   the save with the lowest eval/loss so far
+Each save holds the TrainState (params, optimizer state, step) and a JSON `meta` item (the
+sampler's seed and next step, the resolved config). Saves are asynchronous and atomic: orbax
+writes into a temporary directory and renames it when complete, so a crash mid-save leaves
+nothing that restore would pick up.
+"""
 
 import os
 
 import jax
 import orbax.checkpoint as ocp
 
+from rrd_jax.errors import UserError
 
-def manager(directory, every_steps=0):
-  options = ocp.CheckpointManagerOptions(
-      save_interval_steps=max(1, every_steps) if every_steps else 1, create=True)
-  return ocp.CheckpointManager(os.path.abspath(os.path.expanduser(directory)), options=options)
+STEPS_DIR = "steps"
+BEST_DIR = "best"
+BEST_METRIC = "eval/loss"
 
 
 def _savable(state):
   return {"params": state.params, "opt_state": state.opt_state, "step": state.step}
 
 
-def save(checkpoint_manager, state, force=False):
-  saved = checkpoint_manager.save(int(jax.device_get(state.step)),
-                                  args=ocp.args.StandardSave(_savable(state)), force=force)
-  return saved
+def _save_args(state, meta):
+  return ocp.args.Composite(state=ocp.args.StandardSave(_savable(state)),
+                            meta=ocp.args.JsonSave(meta))
 
 
-def restore(directory, state, step=None):
-  """Restores into the structure of `state` (from the latest checkpoint unless `step`)."""
-  with manager(directory) as checkpoint_manager:
-    step = checkpoint_manager.latest_step() if step is None else step
-    if step is None:
-      return None
+class Checkpointer:
+  """The run's checkpoint managers (periodic/final, best)."""
+
+  def __init__(self, directory, *, every_steps=0, keep=3, keep_best=True):
+    directory = os.path.abspath(os.path.expanduser(directory))
+    self.every_steps = every_steps
+    self.steps = ocp.CheckpointManager(
+        os.path.join(directory, STEPS_DIR),
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                             cleanup_tmp_directories=True))
+    self.best = None
+    if keep_best:
+      self.best = ocp.CheckpointManager(
+          os.path.join(directory, BEST_DIR),
+          options=ocp.CheckpointManagerOptions(
+              max_to_keep=1, best_fn=lambda metrics: metrics[BEST_METRIC], best_mode="min",
+              keep_checkpoints_without_metrics=False, create=True, cleanup_tmp_directories=True))
+
+  def maybe_save(self, state, meta, step):
+    """A periodic save when `step` is a multiple of every_steps."""
+    if self.every_steps and step % self.every_steps == 0:
+      self.steps.save(step, args=_save_args(state, meta))
+
+  def save_final(self, state, meta, step):
+    if self.steps.latest_step() != step:
+      self.steps.save(step, args=_save_args(state, meta), force=True)
+
+  def save_if_best(self, state, meta, step, eval_loss):
+    if self.best is not None:
+      self.best.save(step, args=_save_args(state, meta), metrics={BEST_METRIC: float(eval_loss)},
+                     force=True)
+
+  def close(self):
+    for manager in (self.steps, self.best):
+      if manager is not None:
+        manager.wait_until_finished()
+        manager.close()
+
+
+def available_steps(directory, which="latest"):
+  path = os.path.join(os.path.abspath(os.path.expanduser(directory)),
+                      BEST_DIR if which == "best" else STEPS_DIR)
+  if not os.path.isdir(path):
+    return []
+  with ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(read_only=True)) as m:
+    return list(m.all_steps())
+
+
+def restore(directory, state, which="latest"):
+  """(state, meta) from a checkpoint: which = "latest", "best" or a step number; None if none.
+
+  `state` gives the structure, dtypes and shardings to restore into.
+  """
+  directory = os.path.abspath(os.path.expanduser(directory))
+  subdir = BEST_DIR if which == "best" else STEPS_DIR
+  path = os.path.join(directory, subdir)
+  if not os.path.isdir(path):
+    return None
+  with ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(read_only=True)) as m:
+    steps = m.all_steps()
+    if which in ("latest", "best"):
+      step = m.latest_step() if which == "latest" else (max(steps) if steps else None)
+      if step is None:
+        return None
+    else:
+      step = int(which)
+      if step not in steps:
+        raise UserError(f"no checkpoint for step {step} in {path}; available steps: "
+                        f"{', '.join(map(str, sorted(steps))) or 'none'}")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _savable(state))
-    restored = checkpoint_manager.restore(step, args=ocp.args.StandardRestore(abstract))
-  return state.replace(params=restored["params"], opt_state=restored["opt_state"],
-                       step=restored["step"])
+    restored = m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                       meta=ocp.args.JsonRestore()))
+  saved = restored["state"]
+  state = state.replace(params=saved["params"], opt_state=saved["opt_state"], step=saved["step"])
+  return state, restored["meta"]

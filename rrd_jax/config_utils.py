@@ -47,6 +47,10 @@ def validate(config):
          f"optim.learning_rate must be > 0, got {config.optim.learning_rate}")
   _check(config.checkpoint.every_steps >= 0,
          f"checkpoint.every_steps must be >= 0, got {config.checkpoint.every_steps}")
+  _check(config.checkpoint.keep >= 1, f"checkpoint.keep must be >= 1, got {config.checkpoint.keep}")
+  restore = str(config.checkpoint.restore)
+  _check(restore in ("latest", "best") or restore.isdigit(),
+         f"checkpoint.restore must be latest, best or a step number, got {restore!r}")
 
 
 def write_run_config(path, config, extra):

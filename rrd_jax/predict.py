@@ -21,8 +21,8 @@ from rrd_jax.errors import UserError, run_app
 from rrd_jax.metrics import progress_bar
 
 
-def load_reward_model(workdir, loader, vocab, config, checkpoint_dir, mesh):
-  """TrainState restored from the run's latest checkpoint."""
+def load_reward_model(workdir, loader, vocab, config, checkpoint_dir, mesh, which="latest"):
+  """TrainState restored from one of the run's checkpoints ("latest", "best" or a step)."""
   model = models.build_model(config.model, num_instructions=len(vocab))
   input_keys = models.model_input_keys(config.model)
   example = next(pipeline.episode_steps_dataset(loader, [0], batch_size=1).as_numpy_iterator())
@@ -30,14 +30,17 @@ def load_reward_model(workdir, loader, vocab, config, checkpoint_dir, mesh):
                                       jax.random.PRNGKey(0))
   if not os.path.isdir(checkpoint_dir):
     raise UserError(f"run {workdir} has no checkpoint directory {checkpoint_dir}")
-  restored = checkpoint.restore(checkpoint_dir, state)
+  restored = checkpoint.restore(checkpoint_dir, state, which)
   if restored is None:
-    raise UserError(f"no checkpoint found in {checkpoint_dir}")
-  return model, input_keys, jax.device_put(restored, parallel.replicated(mesh))
+    raise UserError(f"no {which} checkpoint found in {checkpoint_dir}")
+  return model, input_keys, jax.device_put(restored[0], parallel.replicated(mesh))
 
 
-def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, log=print):
+def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, checkpoint_name="", log=print):
   config, facts = config_utils.read_run_config(workdir)
+  which = str(checkpoint_name or config.checkpoint.get("restore", "latest"))
+  if which not in ("latest", "best") and not which.isdigit():
+    raise UserError(f"--checkpoint must be latest, best or a step number, got {which!r}")
   dataset_dir = os.path.abspath(os.path.expanduser(dataset_dir or facts["dataset"]["dataset_dir"]))
   out_dir = os.path.abspath(os.path.expanduser(out_dir))
   if os.path.exists(os.path.join(out_dir, "returns.csv")):
@@ -52,7 +55,7 @@ def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, log=print):
     raise UserError(f"--batch_size {batch_size} must be a multiple of the device count "
                     f"({mesh.devices.size})")
   model, input_keys, state = load_reward_model(workdir, loader, vocab, config,
-                                               facts["checkpoint_dir"], mesh)
+                                               facts["checkpoint_dir"], mesh, which)
   predict_fn = step_lib.make_predict_fn(model.apply, input_keys, mesh)
   episode_ids = np.arange(len(index))
   log(f"Predicting {int(index.lengths.sum())} steps of {len(index)} episodes of {dataset_dir} "
@@ -90,12 +93,15 @@ def main():
   out = flags.DEFINE_string("out", None, "Output directory.")
   batch_size = flags.DEFINE_integer("batch_size", 0,
                                     "Steps per forward pass; 0 = the run's train.predict_batch_size.")
+  checkpoint_name = flags.DEFINE_string(
+      "checkpoint", "", "latest, best or a step number; default: the run's checkpoint.restore.")
 
   def run(argv):
     del argv
     if not workdir.value or not out.value:
       raise UserError("--workdir and --out are required")
-    predict_dataset(workdir.value, out.value, dataset_dir.value, batch_size.value)
+    predict_dataset(workdir.value, out.value, dataset_dir.value, batch_size.value,
+                    checkpoint_name.value)
 
   run_app(run)
 

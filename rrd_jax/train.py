@@ -14,7 +14,8 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from rrd_jax import checkpoint, config_utils, evaluation, metrics, models, parallel, step as step_lib
+from rrd_jax import checkpoint, config_utils, evaluation, metrics, models, parallel, run_dir
+from rrd_jax import step as step_lib
 from rrd_jax.data import pipeline, rlds, source
 from rrd_jax.errors import UserError, exit_with_error, run_app, unknown_config_field_message
 
@@ -22,20 +23,6 @@ from rrd_jax.errors import UserError, exit_with_error, run_app, unknown_config_f
 def _mean_metrics(metric_list):
   fetched = jax.device_get(metric_list)
   return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
-
-
-def _prepare_workdir(workdir):
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  if os.path.exists(os.path.join(workdir, "config.json")):
-    raise UserError(f"workdir {workdir} already holds a run (config.json exists); "
-                    "choose a new --workdir")
-  try:
-    os.makedirs(workdir, exist_ok=True)
-  except OSError as e:
-    raise UserError(f"workdir {workdir} cannot be created ({e.strerror})") from None
-  if not os.access(workdir, os.W_OK):
-    raise UserError(f"workdir {workdir} is not writable")
-  return workdir
 
 
 def evaluate(state, eval_step, predict_fn, loader, eval_ids, index, config, mesh):
@@ -60,10 +47,19 @@ def evaluate(state, eval_step, predict_fn, loader, eval_ids, index, config, mesh
   return results
 
 
+def _checkpoint_meta(config, step):
+  return {"sampler": {"seed": config.seed, "next_step": int(step)},
+          "config": json.loads(config.to_json_best_effort())}
+
+
 def train_and_evaluate(config, workdir, log=print):
-  """Trains per `config`, writing everything to `workdir`; returns the final held-out metrics."""
+  """Trains per `config`, writing everything to `workdir`; returns the final held-out metrics.
+
+  Rerunning with the same config and workdir resumes from the latest checkpoint; the result is
+  bitwise the same as an uninterrupted run (the batch at step s depends only on (seed, s)).
+  """
   config_utils.validate(config)
-  workdir = _prepare_workdir(workdir)
+  workdir, resume = run_dir.prepare(workdir, config, log=log)
   dataset_dir = source.resolve_dataset_dir(config.data, log=log)
   builder, index, keys = source.open_dataset(config.data, dataset_dir)
   holdout = rlds.holdout_mask(index.file_paths, config.data.eval_fraction)
@@ -92,9 +88,6 @@ def train_and_evaluate(config, workdir, log=print):
   sampler_kwargs = dict(episodes_per_batch=config.rrd.episodes_per_batch,
                         sample_size=config.rrd.sample_size, seed=config.seed,
                         weighting=config.data.episode_weighting)
-  train_data = pipeline.train_dataset(loader, train_ids, sampler_kwargs=sampler_kwargs,
-                                      num_steps=config.train.num_steps,
-                                      num_parallel_calls=config.data.num_parallel_calls)
   model = models.build_model(config.model, num_instructions=len(vocab))
   input_keys = models.model_input_keys(config.model)
   example = next(pipeline.train_dataset(loader, train_ids, sampler_kwargs=sampler_kwargs,
@@ -102,29 +95,44 @@ def train_and_evaluate(config, workdir, log=print):
   state = step_lib.create_train_state(model, config.optim,
                                       {k: example[k][0] for k in input_keys},
                                       jax.random.PRNGKey(config.seed))
+  start_step = 0
+  if resume:
+    restored = checkpoint.restore(checkpoint_dir, state, "latest")
+    if restored is not None:
+      state, _ = restored
+      start_step = int(jax.device_get(state.step))
+    log(f"Resuming the run in {workdir} from step {start_step}" +
+        (f" (checkpoint in {checkpoint_dir})." if start_step else " (no checkpoint yet)."))
+    run_dir.truncate_metrics(workdir, start_step)
   state = jax.device_put(state, parallel.replicated(mesh))
   train_step = step_lib.make_train_step(input_keys, config.rrd, mesh)
   eval_step = step_lib.make_eval_step(input_keys, config.rrd, mesh)
   predict_fn = step_lib.make_predict_fn(model.apply, input_keys, mesh)
   batch_sharding = parallel.batch_sharding(mesh)
   logger = metrics.MetricsLogger(workdir, enabled=jax.process_index() == 0)
-  checkpoints = checkpoint.manager(checkpoint_dir, config.checkpoint.every_steps)
+  checkpointer = checkpoint.Checkpointer(checkpoint_dir, every_steps=config.checkpoint.every_steps,
+                                         keep=config.checkpoint.keep,
+                                         keep_best=config.checkpoint.keep_best and len(eval_ids) > 0)
+  num_steps = config.train.num_steps
+  train_data = pipeline.train_dataset(loader, train_ids, sampler_kwargs=sampler_kwargs,
+                                      start_step=start_step,
+                                      num_steps=max(0, num_steps - start_step),
+                                      num_parallel_calls=config.data.num_parallel_calls)
 
   def run_eval(step):
-    if len(eval_ids) == 0:
-      return {}
     results = evaluate(state, eval_step, predict_fn, loader, eval_ids, index, config, mesh)
     logger.write(step, results)
     log(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in results.items()))
+    checkpointer.save_if_best(state, _checkpoint_meta(config, step), step, results["eval/loss"])
     return results
 
-  pending, last_log, results = [], time.time(), {}
-  bar = metrics.progress_bar(config.train.num_steps, "train")
-  for step, batch in enumerate(train_data.as_numpy_iterator(), start=1):
+  pending, last_log, results = [], time.time(), None
+  bar = metrics.progress_bar(num_steps, "train", initial=min(start_step, num_steps))
+  for step, batch in enumerate(train_data.as_numpy_iterator(), start=start_step + 1):
     state, step_metrics = train_step(state, parallel.to_global(batch, batch_sharding))
     pending.append(step_metrics)
     bar.update(1)
-    if step % config.train.log_every == 0 or step == config.train.num_steps:
+    if step % config.train.log_every == 0 or step == num_steps:
       scalars = {f"train/{k}": v for k, v in _mean_metrics(pending).items()}
       now = time.time()
       scalars["train/steps_per_s"] = len(pending) / max(now - last_log, 1e-9)
@@ -134,21 +142,25 @@ def train_and_evaluate(config, workdir, log=print):
       logger.write(step, scalars)
       bar.set_postfix(loss=f"{scalars['train/loss']:.4g}")
       if bar.disable:
-        log(f"step {step}/{config.train.num_steps}: train/loss={scalars['train/loss']:.4g}")
-    if config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0:
-      checkpoint.save(checkpoints, state)
-    if step % config.train.eval_every == 0 and step != config.train.num_steps:
-      run_eval(step)
+        log(f"step {step}/{num_steps}: train/loss={scalars['train/loss']:.4g}")
+    if len(eval_ids) and (step % config.train.eval_every == 0 or step == num_steps):
+      results = run_eval(step)
+    checkpointer.maybe_save(state, _checkpoint_meta(config, step), step)
   bar.close()
-  results = run_eval(config.train.num_steps)
-  if config.checkpoint.save_final and checkpoints.latest_step() != config.train.num_steps:
-    checkpoint.save(checkpoints, state, force=True)
-  checkpoints.wait_until_finished()
-  checkpoints.close()
+  final_path = os.path.join(workdir, "final_metrics.json")
+  if results is None:  # nothing left to train (a finished run resumed) or no held-out episodes
+    if os.path.exists(final_path) and start_step >= num_steps:
+      with open(final_path, encoding="utf-8") as f:
+        results = {k: v for k, v in json.load(f).items() if k != "step"}
+    else:
+      results = run_eval(num_steps) if len(eval_ids) else {}
+  if config.checkpoint.save_final:
+    checkpointer.save_final(state, _checkpoint_meta(config, num_steps), num_steps)
+  checkpointer.close()
   logger.close()
-  with open(os.path.join(workdir, "final_metrics.json"), "w", encoding="utf-8") as f:
-    json.dump({"step": config.train.num_steps, **results}, f, indent=2)
-  log(f"Done. Checkpoint in {checkpoint_dir}; metrics in {workdir}/metrics.jsonl.")
+  with open(final_path, "w", encoding="utf-8") as f:
+    json.dump({"step": num_steps, **results}, f, indent=2)
+  log(f"Done. Checkpoints in {checkpoint_dir}; metrics in {workdir}/metrics.jsonl.")
   return results
 
 

@@ -101,8 +101,10 @@ def _cases(e):
                                   "configs/libero_rrd.py:bogus"],
                                  ["bogus"]),
       # f. the workdir already holds a finished run
-      "existing_run": ("rrd_jax.train", train(e.run_dir, ds(e.dataset_dir), *TINY_FLAGS),
-                       [e.run_dir, "config.json"]),
+      # (the same config would resume it; a different one is refused)
+      "existing_run": ("rrd_jax.train", train(e.run_dir, ds(e.dataset_dir), *TINY_FLAGS,
+                                              "--config.seed=5"),
+                       [e.run_dir, "different config", "seed", "overwrite"]),
       # g. no --workdir
       "missing_workdir": ("rrd_jax.train",
                           ["--config", "configs/libero_rrd.py", ds(e.dataset_dir), *TINY_FLAGS],

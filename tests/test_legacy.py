@@ -239,7 +239,7 @@ def test_legacy_run_update_count(legacy_run):
 
 def test_legacy_run_checkpoints(legacy_run):
   cwd, _, _, _ = legacy_run
-  ckpt_dir = os.path.join(cwd, "ckpts", "t1")
+  ckpt_dir = os.path.join(cwd, "ckpts", "t1", "steps")
   steps = sorted(int(name) for name in os.listdir(ckpt_dir) if name.isdigit())
   assert 6 in steps  # final
   assert 3 in steps  # periodic: --save_freq 1 epoch = 3 updates

@@ -32,7 +32,7 @@ def final_params(workdir):
              "image": np.zeros((1, size, size, 3), np.uint8)}
   state = step_lib.create_train_state(model, config.optim, {k: example[k] for k in keys},
                                       jax.random.PRNGKey(123))
-  return checkpoint.restore(facts["checkpoint_dir"], state).params
+  return checkpoint.restore(facts["checkpoint_dir"], state)[0].params
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_run_files(run, tiny_dataset_dir):
   accumulator.Reload()
   tags = set(accumulator.Tags()["tensors"]) | set(accumulator.Tags()["scalars"])
   assert {"train/loss", "eval/loss"} <= tags
-  assert os.path.isdir(os.path.join(workdir, "checkpoints", "6"))
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", "steps", "6"))
 
 
 def test_training_is_deterministic_given_the_seed(run, tiny_dataset_dir, tmp_path):
