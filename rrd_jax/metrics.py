@@ -29,6 +29,12 @@ class MetricsLogger:
     self._writer.write_scalars(int(step), scalars)
     self._writer.flush()
 
+  def write_image(self, step, name, image):
+    """One [H, W, 3] uint8 image to TensorBoard."""
+    if self.enabled:
+      self._writer.write_images(int(step), {name: image[None]})
+      self._writer.flush()
+
   def close(self):
     if self.enabled:
       self._jsonl.close()

@@ -2,9 +2,15 @@
 
 python -m rrd_jax.predict --workdir DIR [--dataset_dir D] --out OUT
 
-Writes OUT/predicted_rewards.npz (flat arrays `episode`, `step`, `reward`, plus `dataset_reward`;
-`episode` is the row in returns.csv), OUT/returns.csv
-(episode,file_path,length,return_true,return_pred) and OUT/summary.json.
+Writes to OUT:
+  predicted_rewards.npz  flat per-step arrays `episode` (the row in returns.csv), `step`, `reward`,
+                         `cumulative_reward` (running sum within the episode), `dataset_reward`;
+                         per-episode arrays `episode_length`, `episode_return_true`,
+                         `episode_return_pred`, `episode_file_path`, `episode_instruction`
+  returns.csv            episode,file_path,length,return_true,return_pred,instruction
+  summary.json           return MSE/R^2, within-episode and pooled Pearson vs the dataset reward,
+                         per-instruction averages
+  plots/                 episodes.png, returns.png, reward_hist.png
 """
 
 import csv
@@ -15,7 +21,8 @@ import jax
 import numpy as np
 from absl import flags
 
-from rrd_jax import checkpoint, config_utils, evaluation, models, parallel, step as step_lib
+from rrd_jax import checkpoint, config_utils, evaluation, models, parallel, plots
+from rrd_jax import step as step_lib
 from rrd_jax.data import pipeline, source
 from rrd_jax.errors import UserError, run_app
 from rrd_jax.metrics import progress_bar
@@ -36,7 +43,58 @@ def load_reward_model(workdir, loader, vocab, config, checkpoint_dir, mesh, whic
   return model, input_keys, jax.device_put(restored[0], parallel.replicated(mesh))
 
 
-def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, checkpoint_name="", log=print):
+def write_predictions(out_dir, index, predicted, true):
+  """predicted_rewards.npz (flat per-step arrays + per-episode arrays) and returns.csv."""
+  episode_ids = np.arange(len(index))
+  predicted_returns = np.asarray([p.sum() for p in predicted], np.float64)
+  np.savez(os.path.join(out_dir, "predicted_rewards.npz"),
+           episode=np.repeat(episode_ids, index.lengths).astype(np.int64),
+           step=np.concatenate([np.arange(n) for n in index.lengths]).astype(np.int32),
+           reward=np.concatenate(predicted).astype(np.float32),
+           cumulative_reward=np.concatenate([np.cumsum(p, dtype=np.float64) for p in predicted]
+                                            ).astype(np.float32),
+           dataset_reward=np.concatenate(true).astype(np.float32),
+           episode_length=index.lengths.astype(np.int64),
+           episode_return_true=index.returns.astype(np.float64),
+           episode_return_pred=predicted_returns,
+           episode_file_path=np.asarray(index.file_paths, dtype=str),
+           episode_instruction=np.asarray(index.instructions, dtype=str))
+  with open(os.path.join(out_dir, "returns.csv"), "w", newline="", encoding="utf-8") as f:
+    writer = csv.writer(f)
+    writer.writerow(["episode", "file_path", "length", "return_true", "return_pred", "instruction"])
+    for e in episode_ids:
+      writer.writerow([e, index.file_paths[e], index.lengths[e], f"{index.returns[e]:.6g}",
+                       f"{predicted_returns[e]:.6g}", index.instructions[e]])
+
+
+def per_instruction_summary(index, predicted):
+  summary = {}
+  for instruction in sorted(set(index.instructions)):
+    ids = [e for e, s in enumerate(index.instructions) if s == instruction]
+    summary[instruction] = {
+        "episodes": len(ids),
+        "return_true_mean": float(np.mean(index.returns[ids])),
+        "return_pred_mean": float(np.mean([predicted[e].sum() for e in ids])),
+        "reward_pred_mean": float(np.mean(np.concatenate([predicted[e] for e in ids]))),
+    }
+  return summary
+
+
+def write_plots(plot_dir, index, predicted, true, num_episodes=6):
+  """episodes.png (a spread of episodes), returns.png (predicted vs true), reward_hist.png."""
+  os.makedirs(plot_dir, exist_ok=True)
+  sample = np.unique(np.linspace(0, len(index) - 1, min(num_episodes, len(index))).astype(int))
+  titles = [f"#{e} {os.path.basename(index.file_paths[e])}"[:40] for e in sample]
+  plots.save(plots.episodes_figure([predicted[e] for e in sample], [true[e] for e in sample],
+                                   titles), os.path.join(plot_dir, "episodes.png"))
+  plots.save(plots.returns_figure(index.returns, [p.sum() for p in predicted]),
+             os.path.join(plot_dir, "returns.png"))
+  plots.save(plots.histogram_figure(np.concatenate(predicted)),
+             os.path.join(plot_dir, "reward_hist.png"))
+
+
+def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, checkpoint_name="", plot=True,
+                    log=print):
   config, facts = config_utils.read_run_config(workdir)
   which = str(checkpoint_name or config.checkpoint.get("restore", "latest"))
   if which not in ("latest", "best") and not which.isdigit():
@@ -68,20 +126,15 @@ def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, checkpoint_n
                                                 progress=bar)
   bar.close()
   os.makedirs(out_dir, exist_ok=True)
-  np.savez(os.path.join(out_dir, "predicted_rewards.npz"),
-           episode=np.repeat(episode_ids, index.lengths).astype(np.int64),
-           step=np.concatenate([np.arange(n) for n in index.lengths]).astype(np.int32),
-           reward=np.concatenate(predicted).astype(np.float32),
-           dataset_reward=np.concatenate(true).astype(np.float32))
-  with open(os.path.join(out_dir, "returns.csv"), "w", newline="", encoding="utf-8") as f:
-    writer = csv.writer(f)
-    writer.writerow(["episode", "file_path", "length", "return_true", "return_pred"])
-    for e in episode_ids:
-      writer.writerow([e, index.file_paths[e], index.lengths[e], f"{index.returns[e]:.6g}",
-                       f"{float(predicted[e].sum()):.6g}"])
+  write_predictions(out_dir, index, predicted, true)
   stats = evaluation.reward_statistics(predicted, true, index.returns)
+  stats["per_instruction"] = per_instruction_summary(index, predicted)
   with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
-    json.dump({"workdir": os.path.abspath(workdir), "dataset_dir": dataset_dir, **stats}, f, indent=2)
+    json.dump({"workdir": os.path.abspath(workdir), "dataset_dir": dataset_dir,
+               "checkpoint_step": int(jax.device_get(state.step)), **stats}, f, indent=2)
+  if plot:
+    write_plots(os.path.join(out_dir, "plots"), index, predicted, true)
+  stats.pop("per_instruction")
   log(f"Wrote {out_dir}: " + ", ".join(f"{k}={v:.4g}" for k, v in stats.items()))
   return stats
 
@@ -93,6 +146,7 @@ def main():
   out = flags.DEFINE_string("out", None, "Output directory.")
   batch_size = flags.DEFINE_integer("batch_size", 0,
                                     "Steps per forward pass; 0 = the run's train.predict_batch_size.")
+  plot = flags.DEFINE_bool("plots", True, "Write PNG plots to OUT/plots/.")
   checkpoint_name = flags.DEFINE_string(
       "checkpoint", "", "latest, best or a step number; default: the run's checkpoint.restore.")
 
@@ -101,7 +155,7 @@ def main():
     if not workdir.value or not out.value:
       raise UserError("--workdir and --out are required")
     predict_dataset(workdir.value, out.value, dataset_dir.value, batch_size.value,
-                    checkpoint_name.value)
+                    checkpoint_name.value, plot.value)
 
   run_app(run)
 

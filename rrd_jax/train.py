@@ -14,7 +14,7 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from rrd_jax import checkpoint, config_utils, evaluation, metrics, models, parallel, run_dir
+from rrd_jax import checkpoint, config_utils, evaluation, metrics, models, parallel, plots, run_dir
 from rrd_jax import step as step_lib
 from rrd_jax.data import pipeline, rlds, source
 from rrd_jax.errors import UserError, exit_with_error, run_app, unknown_config_field_message
@@ -26,8 +26,11 @@ def _mean_metrics(metric_list):
 
 
 def evaluate(state, eval_step, predict_fn, loader, eval_ids, index, config, mesh):
-  """Held-out metrics: the RRD loss on fixed sampled batches, and whole-episode reward recovery."""
-  results = {}
+  """Held-out metrics: the RRD loss on fixed sampled batches, and whole-episode reward recovery.
+
+  Returns (metrics, (predicted, dataset) per-step rewards of the fully predicted episodes).
+  """
+  results, episode_rewards = {}, ([], [])
   sampler_kwargs = dict(episodes_per_batch=config.rrd.episodes_per_batch,
                         sample_size=config.rrd.sample_size, seed=config.seed + 1,
                         weighting=config.data.episode_weighting)
@@ -39,12 +42,12 @@ def evaluate(state, eval_step, predict_fn, loader, eval_ids, index, config, mesh
   results.update({f"eval/{k}": v for k, v in _mean_metrics(eval_metrics).items()})
   episodes = eval_ids[: config.train.eval_episodes]
   if len(episodes):
-    predicted, true = evaluation.predict_episodes(
+    episode_rewards = evaluation.predict_episodes(
         predict_fn, state.params, loader, episodes, batch_size=config.train.predict_batch_size,
         sharding=batch_sharding)
-    stats = evaluation.reward_statistics(predicted, true, index.returns[episodes])
+    stats = evaluation.reward_statistics(*episode_rewards, index.returns[episodes])
     results.update({f"eval/{k}": v for k, v in stats.items() if k not in ("episodes", "steps")})
-  return results
+  return results, episode_rewards
 
 
 def _checkpoint_meta(config, step):
@@ -120,8 +123,13 @@ def train_and_evaluate(config, workdir, log=print):
                                       num_parallel_calls=config.data.num_parallel_calls)
 
   def run_eval(step):
-    results = evaluate(state, eval_step, predict_fn, loader, eval_ids, index, config, mesh)
+    results, (predicted, true) = evaluate(state, eval_step, predict_fn, loader, eval_ids, index,
+                                          config, mesh)
     logger.write(step, results)
+    if predicted and logger.enabled:
+      titles = [f"held-out #{e}" for e in eval_ids[:4]]
+      logger.write_image(step, "eval/episodes",
+                         plots.to_rgb_array(plots.episodes_figure(predicted[:4], true[:4], titles)))
     log(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in results.items()))
     checkpointer.save_if_best(state, _checkpoint_meta(config, step), step, results["eval/loss"])
     return results
