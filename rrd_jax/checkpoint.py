@@ -74,7 +74,7 @@ def available_steps(directory, which="latest"):
                       BEST_DIR if which == "best" else STEPS_DIR)
   if not os.path.isdir(path):
     return []
-  with ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(read_only=True)) as m:
+  with ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(create=False)) as m:
     return list(m.all_steps())
 
 
@@ -88,7 +88,7 @@ def restore(directory, state, which="latest"):
   path = os.path.join(directory, subdir)
   if not os.path.isdir(path):
     return None
-  with ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(read_only=True)) as m:
+  with ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(create=False)) as m:
     steps = m.all_steps()
     if which in ("latest", "best"):
       step = m.latest_step() if which == "latest" else (max(steps) if steps else None)

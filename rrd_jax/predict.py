@@ -93,45 +93,60 @@ def write_plots(plot_dir, index, predicted, true, num_episodes=6):
              os.path.join(plot_dir, "reward_hist.png"))
 
 
+class RunPredictor:
+  """A trained run's reward model, ready to predict whole episodes of a dataset."""
+
+  def __init__(self, workdir, dataset_dir="", batch_size=0, checkpoint_name=""):
+    config, facts = config_utils.read_run_config(workdir)
+    self.which = str(checkpoint_name or config.checkpoint.get("restore", "latest"))
+    if self.which not in ("latest", "best") and not self.which.isdigit():
+      raise UserError(f"--checkpoint must be latest, best or a step number, got {self.which!r}")
+    self.workdir = os.path.abspath(workdir)
+    self.dataset_dir = os.path.abspath(os.path.expanduser(dataset_dir or
+                                                          facts["dataset"]["dataset_dir"]))
+    self.builder, self.index, keys = source.open_dataset(config.data, self.dataset_dir)
+    vocab = facts.get("instruction_vocabulary") or [source.UNKNOWN_INSTRUCTION]
+    self.loader = pipeline.EpisodeLoader(self.builder, self.index, keys,
+                                         pipeline.Inputs.from_config(config),
+                                         instruction_vocab=vocab)
+    self.mesh = parallel.make_mesh()
+    self.batch_size = batch_size or config.train.predict_batch_size
+    if self.batch_size % self.mesh.devices.size:
+      raise UserError(f"--batch_size {self.batch_size} must be a multiple of the device count "
+                      f"({self.mesh.devices.size})")
+    model, input_keys, self.state = load_reward_model(workdir, self.loader, vocab, config,
+                                                      facts["checkpoint_dir"], self.mesh, self.which)
+    self.predict_fn = step_lib.make_predict_fn(model.apply, input_keys, self.mesh)
+    self.step = int(jax.device_get(self.state.step))
+
+  def predict(self, episode_ids, progress=None):
+    """(predicted, dataset) per-step rewards, lists of [T_i] arrays in `episode_ids` order."""
+    return evaluation.predict_episodes(self.predict_fn, self.state.params, self.loader, episode_ids,
+                                       batch_size=self.batch_size,
+                                       sharding=parallel.batch_sharding(self.mesh),
+                                       progress=progress)
+
+
 def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, checkpoint_name="", plot=True,
                     log=print):
-  config, facts = config_utils.read_run_config(workdir)
-  which = str(checkpoint_name or config.checkpoint.get("restore", "latest"))
-  if which not in ("latest", "best") and not which.isdigit():
-    raise UserError(f"--checkpoint must be latest, best or a step number, got {which!r}")
-  dataset_dir = os.path.abspath(os.path.expanduser(dataset_dir or facts["dataset"]["dataset_dir"]))
   out_dir = os.path.abspath(os.path.expanduser(out_dir))
   if os.path.exists(os.path.join(out_dir, "returns.csv")):
     raise UserError(f"output directory {out_dir} already holds predictions; choose a new --out")
-  builder, index, keys = source.open_dataset(config.data, dataset_dir)
-  vocab = facts.get("instruction_vocabulary") or [source.UNKNOWN_INSTRUCTION]
-  loader = pipeline.EpisodeLoader(builder, index, keys, pipeline.Inputs.from_config(config),
-                                  instruction_vocab=vocab)
-  mesh = parallel.make_mesh()
-  batch_size = batch_size or config.train.predict_batch_size
-  if batch_size % mesh.devices.size:
-    raise UserError(f"--batch_size {batch_size} must be a multiple of the device count "
-                    f"({mesh.devices.size})")
-  model, input_keys, state = load_reward_model(workdir, loader, vocab, config,
-                                               facts["checkpoint_dir"], mesh, which)
-  predict_fn = step_lib.make_predict_fn(model.apply, input_keys, mesh)
-  episode_ids = np.arange(len(index))
-  log(f"Predicting {int(index.lengths.sum())} steps of {len(index)} episodes of {dataset_dir} "
-      f"with the step-{int(jax.device_get(state.step))} checkpoint of {workdir}.")
+  predictor = RunPredictor(workdir, dataset_dir, batch_size, checkpoint_name)
+  index = predictor.index
+  log(f"Predicting {int(index.lengths.sum())} steps of {len(index)} episodes of "
+      f"{predictor.dataset_dir} with the step-{predictor.step} checkpoint of {workdir}.")
   bar = progress_bar(int(index.lengths.sum()), "predict")
   bar.unit = "frame"
-  predicted, true = evaluation.predict_episodes(predict_fn, state.params, loader, episode_ids,
-                                                batch_size=batch_size,
-                                                sharding=parallel.batch_sharding(mesh),
-                                                progress=bar)
+  predicted, true = predictor.predict(np.arange(len(index)), progress=bar)
   bar.close()
   os.makedirs(out_dir, exist_ok=True)
   write_predictions(out_dir, index, predicted, true)
   stats = evaluation.reward_statistics(predicted, true, index.returns)
   stats["per_instruction"] = per_instruction_summary(index, predicted)
   with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
-    json.dump({"workdir": os.path.abspath(workdir), "dataset_dir": dataset_dir,
-               "checkpoint_step": int(jax.device_get(state.step)), **stats}, f, indent=2)
+    json.dump({"workdir": predictor.workdir, "dataset_dir": predictor.dataset_dir,
+               "checkpoint_step": predictor.step, **stats}, f, indent=2)
   if plot:
     write_plots(os.path.join(out_dir, "plots"), index, predicted, true)
   stats.pop("per_instruction")

@@ -107,3 +107,47 @@ def test_predict_covers_every_step(run, tiny_dataset_dir, tmp_path):
   predict.predict_dataset(workdir, out_small, batch_size=8, log=lambda *_: None)
   np.testing.assert_allclose(np.load(os.path.join(out_small, "predicted_rewards.npz"))["reward"],
                              arrays["reward"], rtol=1e-5, atol=1e-6)
+
+
+def test_predict_saves_cumulative_rewards_summary_and_plots(run, tmp_path):
+  workdir, _ = run
+  out = str(tmp_path / "pred")
+  predict.predict_dataset(workdir, out, log=lambda *_: None)
+  arrays = np.load(os.path.join(out, "predicted_rewards.npz"))
+  lengths = arrays["episode_length"]
+  assert len(lengths) == 16 and lengths.sum() == len(arrays["reward"])
+  for e in range(16):
+    mask = arrays["episode"] == e
+    # Running sums are the cumulative sums of the per-step rewards, ending at the episode's
+    # predicted return.
+    np.testing.assert_allclose(arrays["cumulative_reward"][mask], np.cumsum(arrays["reward"][mask]),
+                               rtol=1e-5, atol=1e-5)
+    assert arrays["episode_return_pred"][e] == pytest.approx(arrays["cumulative_reward"][mask][-1],
+                                                             rel=1e-4, abs=1e-4)
+    assert arrays["episode_return_true"][e] == pytest.approx(arrays["dataset_reward"][mask].sum(),
+                                                             abs=1e-4)
+  with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
+    summary = json.load(f)
+  per_instruction = summary["per_instruction"]
+  instructions = [str(s) for s in arrays["episode_instruction"]]
+  assert sum(v["episodes"] for v in per_instruction.values()) == 16
+  for instruction, values in per_instruction.items():
+    ids = [e for e, s in enumerate(instructions) if s == instruction]
+    assert values["episodes"] == len(ids)
+    assert values["return_true_mean"] == pytest.approx(arrays["episode_return_true"][ids].mean())
+    assert values["return_pred_mean"] == pytest.approx(arrays["episode_return_pred"][ids].mean(),
+                                                       rel=1e-5)
+  assert summary["checkpoint_step"] == 6
+  for name in ("episodes.png", "returns.png", "reward_hist.png"):
+    with open(os.path.join(out, "plots", name), "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_logs_an_episodes_image_to_tensorboard(run):
+  workdir, _ = run
+  events = glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
+  accumulator = event_accumulator.EventAccumulator(events[0], size_guidance={"tensors": 0,
+                                                                            "images": 0})
+  accumulator.Reload()
+  tags = set(accumulator.Tags()["tensors"]) | set(accumulator.Tags()["images"])
+  assert "eval/episodes" in tags

@@ -1,0 +1,86 @@
+"""Checkpoint size and save/restore time of a config's reward model (params + Adam state).
+
+python -m benchmarks.checkpoint_io [--config configs/libero_rrd.py[:VARIANT]] [--repeats 5]
+  [--out RESULT.json]
+
+Times a blocking save (async save + wait), the time the training loop is blocked by an async save,
+and a restore, each as the median of --repeats, into a temporary directory.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+from rrd_jax import checkpoint, config_utils, models, step as step_lib
+
+
+def example_inputs(config):
+  size = config.data.image_size
+  return {"state": np.zeros((1, 8), np.float32), "next_state": np.zeros((1, 8), np.float32),
+          "action": np.zeros((1, 7), np.float32), "image": np.zeros((1, size, size, 3), np.uint8),
+          "next_image": np.zeros((1, size, size, 3), np.uint8),
+          "wrist_image": np.zeros((1, size, size, 3), np.uint8),
+          "instruction_id": np.zeros((1,), np.int32)}
+
+
+def directory_bytes(path):
+  return sum(os.path.getsize(os.path.join(root, name))
+             for root, _, names in os.walk(path) for name in names)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--config", default=config_utils.DEFAULT_CONFIG_FILE)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--out", default="")
+  args = parser.parse_args()
+  path, _, variant = args.config.partition(":")
+  config = config_utils.load_config(path, variant)
+  model = models.build_model(config.model)
+  inputs = {k: v for k, v in example_inputs(config).items()
+            if k in models.model_input_keys(config.model)}
+  state = step_lib.create_train_state(model, config.optim, inputs, jax.random.PRNGKey(0))
+  num_params = sum(x.size for x in jax.tree.leaves(state.params))
+  blocking, blocked, restoring, size = [], [], [], 0
+  for repeat in range(args.repeats):
+    directory = tempfile.mkdtemp()
+    try:
+      checkpointer = checkpoint.Checkpointer(directory, every_steps=1, keep=1, keep_best=False)
+      start = time.perf_counter()
+      checkpointer.maybe_save(state, {"repeat": repeat}, 1)
+      blocked.append(time.perf_counter() - start)
+      checkpointer.steps.wait_until_finished()
+      blocking.append(time.perf_counter() - start)
+      checkpointer.close()
+      size = directory_bytes(directory)
+      start = time.perf_counter()
+      restored, _ = checkpoint.restore(directory, state)
+      jax.block_until_ready(restored.params)
+      restoring.append(time.perf_counter() - start)
+    finally:
+      shutil.rmtree(directory)
+  result = {
+      "config": args.config, "machine": f"{platform.processor() or platform.machine()}, "
+                                        f"{os.cpu_count()} cores, {jax.default_backend()}",
+      "params": int(num_params), "checkpoint_bytes": int(size),
+      "save_s_median": statistics.median(blocking),
+      "save_blocking_loop_s_median": statistics.median(blocked),
+      "restore_s_median": statistics.median(restoring), "repeats": args.repeats,
+  }
+  print(json.dumps(result, indent=2))
+  if args.out:
+    with open(args.out, "w", encoding="utf-8") as f:
+      json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,142 @@
+"""Write a copy of an RLDS dataset with the learned reward added to every step.
+
+python -m rrd_jax.relabel --workdir RUN --dataset_dir D --out OUT [--replace_reward]
+
+OUT is a TFDS dataset version directory (open it with tfds.builder_from_directory) with the same
+features plus a float32 step field `learned_reward` (with --replace_reward, `reward` holds the
+learned reward too). Records are edited at the tf.train.Example level, so images are copied byte
+for byte, never re-encoded. Work goes shard by shard (one shard's predictions in memory), each
+shard written to a temporary file and renamed when complete; rerunning the same command resumes
+with the first unfinished shard. dataset_info.json is written last and marks a finished copy.
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import flags
+
+from rrd_jax.data import rlds
+from rrd_jax.errors import UserError, run_app
+from rrd_jax.metrics import progress_bar
+from rrd_jax.predict import RunPredictor
+
+LEARNED_REWARD = "learned_reward"
+PROGRESS_FILE = "relabel.json"
+
+
+def relabeled_features(features, reward_key):
+  """The dataset's FeaturesDict with a float32 `learned_reward` step feature added."""
+  steps = dict(features["steps"].feature.items())
+  if LEARNED_REWARD in steps:
+    raise UserError(f"the dataset already has a 'steps/{LEARNED_REWARD}' feature")
+  steps[LEARNED_REWARD] = tfds.features.Scalar(
+      dtype=np.float32, doc=f"Learned RRD reward (rrd_jax); '{reward_key}' is the original.")
+  top = dict(features.items())
+  top["steps"] = tfds.features.Dataset(steps)
+  return tfds.features.FeaturesDict(top)
+
+
+def relabel_record(serialized, rewards, reward_key, replace_reward):
+  """Adds steps/learned_reward (and optionally overwrites steps/<reward_key>) in a serialized
+  tf.train.Example; every other feature, images included, is left byte-identical."""
+  example = tf.train.Example.FromString(serialized)
+  feature = example.features.feature
+  feature["steps/" + LEARNED_REWARD].float_list.value[:] = rewards.tolist()
+  if replace_reward:
+    feature["steps/" + reward_key].float_list.value[:] = rewards.tolist()
+  return example.SerializeToString()
+
+
+def _check_out_dir(out_dir, request):
+  progress_path = os.path.join(out_dir, PROGRESS_FILE)
+  if os.path.exists(os.path.join(out_dir, "dataset_info.json")):
+    raise UserError(f"output directory {out_dir} already holds a dataset; choose a new --out")
+  if os.path.exists(progress_path):
+    with open(progress_path, encoding="utf-8") as f:
+      if json.load(f)["request"] != request:
+        raise UserError(f"output directory {out_dir} holds an unfinished relabelling of another "
+                        f"run or dataset ({progress_path}); choose a new --out")
+    return True
+  if os.path.isdir(out_dir) and os.listdir(out_dir):
+    raise UserError(f"output directory {out_dir} is not empty; choose a new --out")
+  os.makedirs(out_dir, exist_ok=True)
+  with open(progress_path, "w", encoding="utf-8") as f:
+    json.dump({"request": request}, f, indent=2)
+  return False
+
+
+def relabel_dataset(workdir, dataset_dir, out_dir, replace_reward=False, batch_size=0,
+                    checkpoint_name="", log=print):
+  out_dir = os.path.abspath(os.path.expanduser(out_dir))
+  predictor = RunPredictor(workdir, dataset_dir, batch_size, checkpoint_name)
+  request = {"workdir": predictor.workdir, "dataset_dir": predictor.dataset_dir,
+             "checkpoint_step": predictor.step, "replace_reward": bool(replace_reward)}
+  resumed = _check_out_dir(out_dir, request)
+  index, builder = predictor.index, predictor.builder
+  reward_key = predictor.loader.keys.reward
+  features = relabeled_features(builder.info.features, reward_key)
+  log(f"{'Resuming' if resumed else 'Writing'} {out_dir}: {len(index.shard_paths)} shards, "
+      f"{len(index)} episodes, learned reward from step {predictor.step} of {workdir}.")
+  bar = progress_bar(len(index), "relabel")
+  bar.unit = "episode"
+  for shard_id, shard_path in enumerate(index.shard_paths):
+    episode_ids = np.flatnonzero(index.shard_ids == shard_id)
+    target = os.path.join(out_dir, os.path.basename(shard_path))
+    if os.path.exists(target):
+      bar.update(len(episode_ids))
+      continue
+    predicted, _ = predictor.predict(episode_ids)
+    partial = target + ".incomplete"
+    with tf.io.TFRecordWriter(partial) as writer:
+      for episode_id, rewards in zip(episode_ids, predicted):
+        raw = rlds.read_record(shard_path, int(index.offsets[episode_id]))
+        writer.write(relabel_record(raw, rewards, reward_key, replace_reward))
+        bar.update(1)
+    os.replace(partial, target)
+  bar.close()
+  features.save_config(out_dir)
+  for name in ("metadata.json",):
+    if os.path.exists(os.path.join(builder.data_dir, name)):
+      shutil.copy(os.path.join(builder.data_dir, name), os.path.join(out_dir, name))
+  with open(os.path.join(builder.data_dir, "dataset_info.json"), encoding="utf-8") as f:
+    info = json.load(f)
+  for split in info.get("splits", []):
+    pattern = f"{info['name']}-{split['name']}."
+    split["numBytes"] = str(sum(os.path.getsize(os.path.join(out_dir, n))
+                                for n in os.listdir(out_dir) if n.startswith(pattern)))
+  info["description"] = (info.get("description", "") +
+                         f"\n\nRelabelled by rrd_jax: steps/{LEARNED_REWARD} from {workdir}.")
+  with open(os.path.join(out_dir, "dataset_info.json.tmp"), "w", encoding="utf-8") as f:
+    json.dump(info, f, indent=2)
+  os.replace(os.path.join(out_dir, "dataset_info.json.tmp"), os.path.join(out_dir, "dataset_info.json"))
+  os.remove(os.path.join(out_dir, PROGRESS_FILE))
+  log(f"Wrote {out_dir} (open with tfds.builder_from_directory).")
+  return out_dir
+
+
+def main():
+  workdir = flags.DEFINE_string("workdir", None, "Training run directory (holds config.json).")
+  dataset_dir = flags.DEFINE_string("dataset_dir", "", "RLDS dataset to relabel; default: the "
+                                    "training dataset.")
+  out = flags.DEFINE_string("out", None, "Output dataset version directory.")
+  replace_reward = flags.DEFINE_bool("replace_reward", False,
+                                     "Also overwrite the dataset's reward field.")
+  batch_size = flags.DEFINE_integer("batch_size", 0, "Steps per forward pass; 0 = the run's.")
+  checkpoint_name = flags.DEFINE_string("checkpoint", "", "latest, best or a step number.")
+
+  def run(argv):
+    del argv
+    if not workdir.value or not out.value:
+      raise UserError("--workdir and --out are required")
+    relabel_dataset(workdir.value, dataset_dir.value, out.value, replace_reward.value,
+                    batch_size.value, checkpoint_name.value)
+
+  run_app(run)
+
+
+if __name__ == "__main__":
+  main()
