@@ -49,6 +49,12 @@ def main():
   inputs = {k: v for k, v in example_inputs(config).items()
             if k in models.model_input_keys(config.model)}
   state = step_lib.create_train_state(model, config.optim, inputs, jax.random.PRNGKey(0))
+  # Random values everywhere (as after training): zeros in a fresh Adam state would compress away.
+  leaves, treedef = jax.tree.flatten(state)
+  rng = np.random.default_rng(0)
+  state = jax.tree.unflatten(treedef, [
+      rng.normal(size=x.shape).astype(x.dtype) if hasattr(x, "dtype") and x.dtype.kind == "f" else x
+      for x in leaves])
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   blocking, blocked, restoring, size = [], [], [], 0
   for repeat in range(args.repeats):
