@@ -70,6 +70,12 @@ def get_config(variant=""):
   checkpoint.restore = "latest"  # What predict restores: "latest", "best" or a step number.
   checkpoint.overwrite = False  # True: move a different run found in --workdir aside, start anew.
 
+  config.profile = profile = ml_collections.ConfigDict()
+  profile.start_step = 0  # First step of a jax.profiler trace; 0 = no trace.
+  profile.num_steps = 5  # Steps traced.
+  profile.dir = ""  # Trace directory; "" = WORKDIR/tensorboard (TensorBoard's profile tab).
+  profile.server_port = 0  # Start jax.profiler's server on this port for live capture; 0 = off.
+
   if variant == "mlp":
     model.kind = "mlp"
   elif variant == "seed":

@@ -48,6 +48,9 @@ def validate(config):
   _check(config.checkpoint.every_steps >= 0,
          f"checkpoint.every_steps must be >= 0, got {config.checkpoint.every_steps}")
   _check(config.checkpoint.keep >= 1, f"checkpoint.keep must be >= 1, got {config.checkpoint.keep}")
+  _check(config.profile.start_step >= 0 and config.profile.num_steps >= 1,
+         f"profile.start_step must be >= 0 and profile.num_steps >= 1, got "
+         f"{config.profile.start_step} and {config.profile.num_steps}")
   restore = str(config.checkpoint.restore)
   _check(restore in ("latest", "best") or restore.isdigit(),
          f"checkpoint.restore must be latest, best or a step number, got {restore!r}")

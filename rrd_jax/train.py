@@ -14,7 +14,8 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from rrd_jax import checkpoint, config_utils, evaluation, metrics, models, parallel, plots, run_dir
+from rrd_jax import checkpoint, config_utils, evaluation, metrics, models, parallel, plots, profiling
+from rrd_jax import run_dir
 from rrd_jax import step as step_lib
 from rrd_jax.data import pipeline, rlds, source
 from rrd_jax.errors import UserError, exit_with_error, run_app, unknown_config_field_message
@@ -134,17 +135,30 @@ def train_and_evaluate(config, workdir, log=print):
     checkpointer.save_if_best(state, _checkpoint_meta(config, step), step, results["eval/loss"])
     return results
 
-  pending, last_log, results = [], time.time(), None
+  profiler = profiling.StepProfiler(config.profile, os.path.join(workdir, "tensorboard"), log=log)
+  pending, last_log, data_wait, results = [], time.perf_counter(), 0.0, None
   bar = metrics.progress_bar(num_steps, "train", initial=min(start_step, num_steps))
-  for step, batch in enumerate(train_data.as_numpy_iterator(), start=start_step + 1):
-    state, step_metrics = train_step(state, parallel.to_global(batch, batch_sharding))
+  batches = train_data.as_numpy_iterator()
+  for step in range(start_step + 1, num_steps + 1):
+    profiler.before_step(step)
+    with jax.profiler.StepTraceAnnotation("train", step_num=step):
+      wait_start = time.perf_counter()
+      with jax.profiler.TraceAnnotation("data_wait"):
+        batch = next(batches)
+      data_wait += time.perf_counter() - wait_start
+      with jax.profiler.TraceAnnotation("compute"):
+        state, step_metrics = train_step(state, parallel.to_global(batch, batch_sharding))
+    profiler.after_step(step, step_metrics)
     pending.append(step_metrics)
     bar.update(1)
     if step % config.train.log_every == 0 or step == num_steps:
-      scalars = {f"train/{k}": v for k, v in _mean_metrics(pending).items()}
-      now = time.time()
-      scalars["train/steps_per_s"] = len(pending) / max(now - last_log, 1e-9)
-      pending, last_log = [], now
+      scalars = {f"train/{k}": v for k, v in _mean_metrics(pending).items()}  # waits for the device
+      elapsed = time.perf_counter() - last_log
+      scalars.update({"train/steps_per_s": len(pending) / max(elapsed, 1e-9),
+                      "train/data_wait_s_per_step": data_wait / len(pending),
+                      "train/compute_s_per_step": (elapsed - data_wait) / len(pending),
+                      "train/data_wait_fraction": data_wait / max(elapsed, 1e-9)})
+      pending, last_log, data_wait = [], time.perf_counter(), 0.0
       if not np.isfinite(scalars["train/loss"]):
         raise UserError(f"training diverged: train/loss is {scalars['train/loss']} at step {step}")
       logger.write(step, scalars)
@@ -152,8 +166,11 @@ def train_and_evaluate(config, workdir, log=print):
       if bar.disable:
         log(f"step {step}/{num_steps}: train/loss={scalars['train/loss']:.4g}")
     if len(eval_ids) and (step % config.train.eval_every == 0 or step == num_steps):
+      eval_start = time.perf_counter()
       results = run_eval(step)
+      last_log += time.perf_counter() - eval_start  # keep evaluation out of the step timings
     checkpointer.maybe_save(state, _checkpoint_meta(config, step), step)
+  profiler.stop()
   bar.close()
   final_path = os.path.join(workdir, "final_metrics.json")
   if results is None:  # nothing left to train (a finished run resumed) or no held-out episodes
