@@ -14,7 +14,9 @@ def predict_episodes(predict_fn, params, loader, episode_ids, *, batch_size, sha
   for batch in dataset.as_numpy_iterator():
     valid = batch["valid"]
     padded = pipeline.pad_batch(batch, batch_size)
-    rewards = np.asarray(predict_fn(params, parallel.to_global(padded, sharding)))
+    lo, hi = parallel.process_rows(batch_size)  # every process holds the batch; each feeds its rows
+    local = {k: v[lo:hi] for k, v in padded.items()}
+    rewards = np.asarray(predict_fn(params, parallel.to_global(local, sharding)))
     positions.append(batch["episode_pos"])
     predictions.append(rewards[: len(valid)])
     true_rewards.append(batch["true_reward"])

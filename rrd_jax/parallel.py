@@ -1,5 +1,7 @@
 """Device mesh and shardings: a 1-D `data` mesh; batches split over it, state replicated."""
 
+import os
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -24,3 +26,37 @@ def replicated(mesh):
 def to_global(local_batch, sharding):
   """This process's numpy batch (its slice of the global batch) -> global jax arrays."""
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
+
+
+def initialize_distributed(coordinator_address="", num_processes=0, process_id=-1):
+  """Joins a multi-process JAX job: from explicit flags, or auto-detected under SLURM (several
+  tasks) or on a TPU VM slice; a no-op for a single process. Returns the process count."""
+  if coordinator_address:
+    # Collectives between CPU processes (tests, CPU clusters); accelerators use their own.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id)
+  elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or os.environ.get("TPU_WORKER_HOSTNAMES"):
+    jax.distributed.initialize()
+  return jax.process_count()
+
+
+def process_rows(num_rows):
+  """This process's contiguous [lo, hi) slice of a global batch of `num_rows` rows."""
+  count, index = jax.process_count(), jax.process_index()
+  if num_rows % count:
+    raise ValueError(f"a global batch of {num_rows} rows does not split over {count} processes")
+  per_process = num_rows // count
+  return index * per_process, (index + 1) * per_process
+
+
+def is_main_process():
+  return jax.process_index() == 0
+
+
+def broadcast_from_main(value):
+  """A small numpy value as decided by process 0, on every process."""
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return multihost_utils.broadcast_one_to_all(np.asarray(value))

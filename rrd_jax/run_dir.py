@@ -51,9 +51,14 @@ def _archive(workdir, facts):
   return target
 
 
-def prepare(workdir, config, log=print):
-  """Creates or checks `workdir`; returns (absolute workdir, resume?)."""
+def prepare(workdir, config, log=print, decide=True):
+  """Creates or checks `workdir`; returns (absolute workdir, resume?).
+
+  In a multi-process job only process 0 decides (decide=True); the others get its answer.
+  """
   workdir = os.path.abspath(os.path.expanduser(workdir))
+  if not decide:
+    return workdir, False
   if os.path.exists(os.path.join(workdir, "config.json")):
     old_config, facts = config_utils.read_run_config(workdir)
     differences = config_differences(old_config, config)

@@ -36,7 +36,7 @@ def evaluate(state, eval_step, predict_fn, loader, eval_ids, index, config, mesh
                         sample_size=config.rrd.sample_size, seed=config.seed + 1,
                         weighting=config.data.episode_weighting)
   dataset = pipeline.train_dataset(loader, eval_ids, sampler_kwargs=sampler_kwargs,
-                                   num_steps=config.train.eval_batches)
+                                   num_steps=config.train.eval_batches, **_process_args())
   batch_sharding = parallel.batch_sharding(mesh)
   eval_metrics = [eval_step(state, parallel.to_global(b, batch_sharding))
                   for b in dataset.as_numpy_iterator()]
@@ -51,6 +51,11 @@ def evaluate(state, eval_step, predict_fn, loader, eval_ids, index, config, mesh
   return results, episode_rewards
 
 
+def _process_args():
+  """Each process loads its own slice of every global batch."""
+  return {"process_index": jax.process_index(), "process_count": jax.process_count()}
+
+
 def _checkpoint_meta(config, step):
   return {"sampler": {"seed": config.seed, "next_step": int(step)},
           "config": json.loads(config.to_json_best_effort())}
@@ -63,8 +68,16 @@ def train_and_evaluate(config, workdir, log=print):
   bitwise the same as an uninterrupted run (the batch at step s depends only on (seed, s)).
   """
   config_utils.validate(config)
-  workdir, resume = run_dir.prepare(workdir, config, log=log)
-  dataset_dir = source.resolve_dataset_dir(config.data, log=log)
+  main_process = parallel.is_main_process()
+  if not main_process:
+    log = lambda *_: None  # noqa: E731  (process 0 speaks for the job)
+  workdir, resume = run_dir.prepare(workdir, config, log=log, decide=main_process)
+  resume = bool(parallel.broadcast_from_main(resume))
+  if main_process:  # process 0 generates the embedded dataset (once); the others wait for it
+    dataset_dir = source.resolve_dataset_dir(config.data, log=log)
+  parallel.broadcast_from_main(0)
+  if not main_process:
+    dataset_dir = source.resolve_dataset_dir(config.data, log=log)
   builder, index, keys = source.open_dataset(config.data, dataset_dir)
   holdout = rlds.holdout_mask(index.file_paths, config.data.eval_fraction)
   train_ids = np.flatnonzero(~holdout)
@@ -82,9 +95,10 @@ def train_and_evaluate(config, workdir, log=print):
                     f"multiples of the device count ({num_devices})")
   summary = rlds.dataset_summary(index)
   summary.update(train_episodes=int(len(train_ids)), eval_episodes=int(len(eval_ids)))
-  config_utils.write_run_config(os.path.join(workdir, "config.json"), config, {
-      "dataset": summary, "instruction_vocabulary": vocab, "checkpoint_dir": checkpoint_dir,
-      "devices": [str(d) for d in mesh.devices.flat]})
+  if main_process:
+    config_utils.write_run_config(os.path.join(workdir, "config.json"), config, {
+        "dataset": summary, "instruction_vocabulary": vocab, "checkpoint_dir": checkpoint_dir,
+        "devices": [str(d) for d in mesh.devices.flat], "processes": jax.process_count()})
   log(f"Dataset {dataset_dir}: {summary['episodes']} episodes, {summary['steps']} steps "
       f"({len(train_ids)} train / {len(eval_ids)} held-out episodes); "
       f"training {config.train.num_steps} steps on {num_devices} {jax.default_backend()} device(s).")
@@ -107,13 +121,14 @@ def train_and_evaluate(config, workdir, log=print):
       start_step = int(jax.device_get(state.step))
     log(f"Resuming the run in {workdir} from step {start_step}" +
         (f" (checkpoint in {checkpoint_dir})." if start_step else " (no checkpoint yet)."))
-    run_dir.truncate_metrics(workdir, start_step)
+    if main_process:
+      run_dir.truncate_metrics(workdir, start_step)
   state = jax.device_put(state, parallel.replicated(mesh))
   train_step = step_lib.make_train_step(input_keys, config.rrd, mesh)
   eval_step = step_lib.make_eval_step(input_keys, config.rrd, mesh)
   predict_fn = step_lib.make_predict_fn(model.apply, input_keys, mesh)
   batch_sharding = parallel.batch_sharding(mesh)
-  logger = metrics.MetricsLogger(workdir, enabled=jax.process_index() == 0)
+  logger = metrics.MetricsLogger(workdir, enabled=main_process)
   checkpointer = checkpoint.Checkpointer(checkpoint_dir, every_steps=config.checkpoint.every_steps,
                                          keep=config.checkpoint.keep,
                                          keep_best=config.checkpoint.keep_best and len(eval_ids) > 0)
@@ -121,7 +136,8 @@ def train_and_evaluate(config, workdir, log=print):
   train_data = pipeline.train_dataset(loader, train_ids, sampler_kwargs=sampler_kwargs,
                                       start_step=start_step,
                                       num_steps=max(0, num_steps - start_step),
-                                      num_parallel_calls=config.data.num_parallel_calls)
+                                      num_parallel_calls=config.data.num_parallel_calls,
+                                      **_process_args())
 
   def run_eval(step):
     results, (predicted, true) = evaluate(state, eval_step, predict_fn, loader, eval_ids, index,
@@ -183,8 +199,9 @@ def train_and_evaluate(config, workdir, log=print):
     checkpointer.save_final(state, _checkpoint_meta(config, num_steps), num_steps)
   checkpointer.close()
   logger.close()
-  with open(final_path, "w", encoding="utf-8") as f:
-    json.dump({"step": num_steps, **results}, f, indent=2)
+  if main_process:
+    with open(final_path, "w", encoding="utf-8") as f:
+      json.dump({"step": num_steps, **results}, f, indent=2)
   log(f"Done. Checkpoints in {checkpoint_dir}; metrics in {workdir}/metrics.jsonl.")
   return results
 
@@ -197,6 +214,11 @@ def main():
   except (AttributeError, KeyError) as e:
     exit_with_error(unknown_config_field_message(e, sys.argv))
   workdir = flags.DEFINE_string("workdir", None, "Directory for config.json, metrics, checkpoints.")
+  coordinator = flags.DEFINE_string(
+      "coordinator_address", "", "Multi-process jobs: host:port of process 0 (auto-detected on "
+      "SLURM and TPU VMs when omitted).")
+  num_processes = flags.DEFINE_integer("num_processes", 1, "Multi-process jobs: process count.")
+  process_id = flags.DEFINE_integer("process_id", 0, "Multi-process jobs: this process's index.")
 
   def run(argv):
     del argv
@@ -208,6 +230,7 @@ def main():
     except OSError as e:
       raise UserError(f"config file {flags.FLAGS['config'].serialize().split('=', 1)[-1]} "
                       "cannot be loaded (missing or unreadable)") from None
+    parallel.initialize_distributed(coordinator.value, num_processes.value, process_id.value)
     train_and_evaluate(resolved, workdir.value)
 
   run_app(run)

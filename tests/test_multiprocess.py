@@ -1,0 +1,70 @@
+"""Two real local processes (jax.distributed over 127.0.0.1, launched by launch/local.sh) train the
+same run as one process: same loss curve, metrics from process 0 only, and the checkpoint they
+wrote collectively restores in a single process."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from conftest import ROOT, tiny_config
+from rrd_jax import checkpoint, config_utils, models, step as step_lib, train
+
+OVERRIDES = {"train.num_steps": 6, "train.log_every": 1, "train.eval_every": 3}
+FLAGS = ["--config.data.image_size=40", "--config.rrd.sample_size=4",
+         "--config.rrd.episodes_per_batch=4", "--config.model.hidden_sizes=(32,32)",
+         "--config.train.num_steps=6", "--config.train.log_every=1", "--config.train.eval_every=3",
+         "--config.train.eval_batches=1", "--config.train.eval_episodes=4",
+         "--config.train.predict_batch_size=16", "--config.data.eval_fraction=0.25"]
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def rows(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    return [json.loads(line) for line in f]
+
+
+def final_params(workdir):
+  config, facts = config_utils.read_run_config(workdir)
+  model = models.build_model(config.model, num_instructions=len(facts["instruction_vocabulary"]))
+  example = {"state": np.zeros((1, 8), np.float32), "next_state": np.zeros((1, 8), np.float32),
+             "action": np.zeros((1, 7), np.float32), "image": np.zeros((1, 40, 40, 3), np.uint8)}
+  state = step_lib.create_train_state(
+      model, config.optim, {k: example[k] for k in models.model_input_keys(config.model)},
+      jax.random.PRNGKey(5))
+  return checkpoint.restore(facts["checkpoint_dir"], state)[0]
+
+
+def test_two_processes_match_one(tiny_dataset_dir, tmp_path):
+  one = str(tmp_path / "one")
+  train.train_and_evaluate(tiny_config(tiny_dataset_dir, **OVERRIDES), one, log=lambda *_: None)
+  two = str(tmp_path / "two")
+  env = dict(os.environ, PYTHONPATH=ROOT, PYTHON=sys.executable, RRD_JAX_PORT=str(free_port()))
+  done = subprocess.run(["bash", os.path.join(ROOT, "launch", "local.sh"), "2", "--",
+                         "--workdir", two, f"--config.data.dataset_dir={tiny_dataset_dir}", *FLAGS],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+  with open(os.path.join(two, "config.json"), encoding="utf-8") as f:
+    assert json.load(f)["processes"] == 2
+  rows_one, rows_two = rows(one), rows(two)
+  # Process 0 alone writes metrics: one row per log step, not one per process.
+  assert [r["step"] for r in rows_two] == [r["step"] for r in rows_one]
+  losses = lambda rs, key: np.asarray([r[key] for r in rs if key in r])
+  np.testing.assert_allclose(losses(rows_two, "train/loss"), losses(rows_one, "train/loss"),
+                             rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(losses(rows_two, "eval/loss"), losses(rows_one, "eval/loss"),
+                             rtol=1e-4, atol=1e-7)
+  # The checkpoint written by two processes restores in this single process.
+  restored_two, restored_one = final_params(two), final_params(one)
+  assert int(restored_two.step) == 6
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               restored_two.params, restored_one.params)
