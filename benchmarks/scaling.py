@@ -1,0 +1,72 @@
+"""Training throughput of one job laid out three ways, side by side in one run: 1 device, 8 fake
+CPU devices in one process (XLA_FLAGS=--xla_force_host_platform_device_count=8), and 2 processes
+(launch/local.sh 2). Same config, same global batch; steps/s from metrics.jsonl, first log
+interval (compilation) excluded.
+
+python -m benchmarks.scaling [--steps 60] [--out RESULT.json] [-- extra --config.* overrides]
+
+On a CPU-only machine the fake devices and processes share the same cores, so this measures the
+overhead of sharding and cross-process collectives, not a speed-up.
+"""
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def steps_per_s(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    rates = [json.loads(line)["train/steps_per_s"] for line in f if "train/steps_per_s" in line]
+  rates = rates[1:] or rates  # drop the interval that includes compilation
+  return sum(rates) / len(rates)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--steps", type=int, default=60)
+  parser.add_argument("--out", default="")
+  args, extra = parser.parse_known_args()
+  extra = [a for a in extra if a != "--"]
+  flags = [f"--config.train.num_steps={args.steps}", "--config.train.log_every=10",
+           f"--config.train.eval_every={args.steps}", "--config.train.eval_episodes=0",
+           "--config.checkpoint.every_steps=0", "--config.checkpoint.save_final=False", *extra]
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  results = {}
+  with tempfile.TemporaryDirectory() as tmp:
+    layouts = {
+        "1_device": ([sys.executable, "-m", "rrd_jax.train"], {}),
+        "8_fake_devices": ([sys.executable, "-m", "rrd_jax.train"],
+                           {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}),
+        "2_processes": (["bash", os.path.join(ROOT, "launch", "local.sh"), "2", "--"],
+                        {"PYTHON": sys.executable}),
+    }
+    for name, (command, extra_env) in layouts.items():
+      workdir = os.path.join(tmp, name)
+      with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+      subprocess.run([*command, "--workdir", workdir, *flags], cwd=ROOT, check=True,
+                     env={**env, **extra_env, "RRD_JAX_PORT": str(port)},
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+      results[name] = {"steps_per_s": steps_per_s(workdir)}
+  base = results["1_device"]["steps_per_s"]
+  for value in results.values():
+    value["relative_to_1_device"] = value["steps_per_s"] / base
+  report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "steps": args.steps,
+            "overrides": flags, "results": results}
+  print(json.dumps(report, indent=2))
+  if args.out:
+    with open(args.out, "w", encoding="utf-8") as f:
+      json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()
