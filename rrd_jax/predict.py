@@ -16,6 +16,7 @@ Writes to OUT:
 import csv
 import json
 import os
+import sys
 
 import jax
 import numpy as np
@@ -154,23 +155,40 @@ def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, checkpoint_n
   return stats
 
 
+def define_run_flags(out_help):
+  """Flags shared by the tools that apply a trained run to a dataset (predict, relabel)."""
+  owner = {"module_name": sys.argv[0]}  # list them in the running tool's --help
+  return {
+      "workdir": flags.DEFINE_string("workdir", None, "Training run directory (holds config.json).",
+                                     **owner),
+      "dataset_dir": flags.DEFINE_string("dataset_dir", "",
+                                         "RLDS dataset; default: the run's training dataset.",
+                                         **owner),
+      "out": flags.DEFINE_string("out", None, out_help, **owner),
+      "batch_size": flags.DEFINE_integer(
+          "batch_size", 0, "Steps per forward pass; 0 = the run's train.predict_batch_size.",
+          **owner),
+      "checkpoint": flags.DEFINE_string(
+          "checkpoint", "", "latest, best or a step number; default: the run's checkpoint.restore.",
+          **owner),
+  }
+
+
+def required_run_flags(run_flags):
+  if not run_flags["workdir"].value or not run_flags["out"].value:
+    raise UserError("--workdir and --out are required")
+  return {k: v.value for k, v in run_flags.items()}
+
+
 def main():
-  workdir = flags.DEFINE_string("workdir", None, "Training run directory (holds config.json).")
-  dataset_dir = flags.DEFINE_string("dataset_dir", "",
-                                    "RLDS dataset to predict on; default: the training dataset.")
-  out = flags.DEFINE_string("out", None, "Output directory.")
-  batch_size = flags.DEFINE_integer("batch_size", 0,
-                                    "Steps per forward pass; 0 = the run's train.predict_batch_size.")
+  run_flags = define_run_flags("Output directory.")
   plot = flags.DEFINE_bool("plots", True, "Write PNG plots to OUT/plots/.")
-  checkpoint_name = flags.DEFINE_string(
-      "checkpoint", "", "latest, best or a step number; default: the run's checkpoint.restore.")
 
   def run(argv):
     del argv
-    if not workdir.value or not out.value:
-      raise UserError("--workdir and --out are required")
-    predict_dataset(workdir.value, out.value, dataset_dir.value, batch_size.value,
-                    checkpoint_name.value, plot.value)
+    values = required_run_flags(run_flags)
+    predict_dataset(values["workdir"], values["out"], values["dataset_dir"], values["batch_size"],
+                    values["checkpoint"], plot.value)
 
   run_app(run)
 

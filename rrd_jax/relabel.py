@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import flags
 
+from rrd_jax import predict
 from rrd_jax.data import rlds
 from rrd_jax.errors import UserError, run_app
 from rrd_jax.metrics import progress_bar
@@ -119,21 +120,15 @@ def relabel_dataset(workdir, dataset_dir, out_dir, replace_reward=False, batch_s
 
 
 def main():
-  workdir = flags.DEFINE_string("workdir", None, "Training run directory (holds config.json).")
-  dataset_dir = flags.DEFINE_string("dataset_dir", "", "RLDS dataset to relabel; default: the "
-                                    "training dataset.")
-  out = flags.DEFINE_string("out", None, "Output dataset version directory.")
+  run_flags = predict.define_run_flags("Output dataset version directory.")
   replace_reward = flags.DEFINE_bool("replace_reward", False,
                                      "Also overwrite the dataset's reward field.")
-  batch_size = flags.DEFINE_integer("batch_size", 0, "Steps per forward pass; 0 = the run's.")
-  checkpoint_name = flags.DEFINE_string("checkpoint", "", "latest, best or a step number.")
 
   def run(argv):
     del argv
-    if not workdir.value or not out.value:
-      raise UserError("--workdir and --out are required")
-    relabel_dataset(workdir.value, dataset_dir.value, out.value, replace_reward.value,
-                    batch_size.value, checkpoint_name.value)
+    values = predict.required_run_flags(run_flags)
+    relabel_dataset(values["workdir"], values["dataset_dir"], values["out"], replace_reward.value,
+                    values["batch_size"], values["checkpoint"])
 
   run_app(run)
 
