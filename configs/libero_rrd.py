@@ -70,6 +70,9 @@ def get_config(variant=""):
   checkpoint.restore = "latest"  # What predict restores: "latest", "best" or a step number.
   checkpoint.overwrite = False  # True: move a different run found in --workdir aside, start anew.
 
+  config.mesh = mesh = ml_collections.ConfigDict()
+  mesh.data = -1  # Devices on the 1-D `data` mesh axis (batch split over it); -1 = all devices.
+
   config.profile = profile = ml_collections.ConfigDict()
   profile.start_step = 0  # First step of a jax.profiler trace; 0 = no trace.
   profile.num_steps = 5  # Steps traced.

@@ -9,8 +9,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 
-def make_mesh(devices=None):
-  devices = jax.devices() if devices is None else devices
+def make_mesh(data_axis_size=-1):
+  """A 1-D `data` mesh over the first `data_axis_size` devices (-1: all, across processes)."""
+  devices = jax.devices()
+  if data_axis_size != -1:
+    if not 1 <= data_axis_size <= len(devices):
+      raise ValueError(f"mesh.data must be -1 or in 1..{len(devices)}, got {data_axis_size}")
+    devices = devices[:data_axis_size]
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 

@@ -87,7 +87,10 @@ def train_and_evaluate(config, workdir, log=print):
                                   instruction_vocab=vocab)
   checkpoint_dir = os.path.abspath(os.path.expanduser(config.checkpoint.dir or
                                                       os.path.join(workdir, "checkpoints")))
-  mesh = parallel.make_mesh()
+  try:
+    mesh = parallel.make_mesh(config.mesh.data)
+  except ValueError as e:
+    raise UserError(str(e)) from None
   num_devices = mesh.devices.size
   if config.rrd.episodes_per_batch % num_devices or config.train.predict_batch_size % num_devices:
     raise UserError(f"rrd.episodes_per_batch ({config.rrd.episodes_per_batch}) and "

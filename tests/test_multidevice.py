@@ -21,16 +21,21 @@ SCRIPT = textwrap.dedent("""
     from conftest import tiny_config
     from rrd_jax import train
     config = tiny_config({dataset!r}, **{{"rrd.episodes_per_batch": 8, "train.num_steps": 6,
-                                         "train.log_every": 1, "train.predict_batch_size": 16}})
+                                         "train.log_every": 1, "train.predict_batch_size": 16,
+                                         "mesh.data": {mesh_data}}})
     results = train.train_and_evaluate(config, {workdir!r}, log=lambda *_: None)
-    print(json.dumps({{"devices": jax.device_count(), "results": results}}))
+    with open({workdir!r} + "/config.json") as f:
+      mesh_devices = len(json.load(f)["devices"])
+    print(json.dumps({{"devices": jax.device_count(), "mesh_devices": mesh_devices,
+                      "results": results}}))
 """)
 
 
-def run_training(dataset_dir, workdir, devices):
+def run_training(dataset_dir, workdir, devices, mesh_data=-1):
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
              PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
-  script = SCRIPT.format(tests=os.path.join(ROOT, "tests"), dataset=dataset_dir, workdir=workdir)
+  script = SCRIPT.format(tests=os.path.join(ROOT, "tests"), dataset=dataset_dir, workdir=workdir,
+                         mesh_data=mesh_data)
   done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True,
                         text=True, timeout=600, check=False)
   assert done.returncode == 0, done.stderr[-3000:]
@@ -49,3 +54,8 @@ def test_eight_devices_match_one_device(tiny_dataset_dir, tmp_path):
   np.testing.assert_allclose(losses_eight, losses_one, rtol=1e-4, atol=1e-7)
   np.testing.assert_allclose(eight["results"]["eval/loss"], one["results"]["eval/loss"],
                              rtol=1e-4, atol=1e-7)
+  assert eight["mesh_devices"] == 8
+  # config.mesh.data picks the data-axis size: 4 of the 8 devices, same curve.
+  four, losses_four = run_training(tiny_dataset_dir, str(tmp_path / "four"), 8, mesh_data=4)
+  assert four["mesh_devices"] == 4
+  np.testing.assert_allclose(losses_four, losses_one, rtol=1e-4, atol=1e-7)
