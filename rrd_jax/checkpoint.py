@@ -36,31 +36,42 @@ class Checkpointer:
   def __init__(self, directory, *, every_steps=0, keep=3, keep_best=True):
     directory = os.path.abspath(os.path.expanduser(directory))
     self.every_steps = every_steps
+    # Several processes save synchronously: two managers' asynchronous saves in flight at once
+    # can reach orbax's cross-process barriers in different orders and deadlock.
+    asynchronous = jax.process_count() == 1
     self.steps = ocp.CheckpointManager(
         os.path.join(directory, STEPS_DIR),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                             cleanup_tmp_directories=True))
+                                             cleanup_tmp_directories=True,
+                                             enable_async_checkpointing=asynchronous))
     self.best = None
     if keep_best:
       self.best = ocp.CheckpointManager(
           os.path.join(directory, BEST_DIR),
           options=ocp.CheckpointManagerOptions(
               max_to_keep=1, best_fn=lambda metrics: metrics[BEST_METRIC], best_mode="min",
-              keep_checkpoints_without_metrics=False, create=True, cleanup_tmp_directories=True))
+              keep_checkpoints_without_metrics=False, create=True, cleanup_tmp_directories=True,
+              enable_async_checkpointing=asynchronous))
+
+  def _save(self, manager, step, state, meta, **kwargs):
+    for other in (self.steps, self.best):  # one save in flight at a time
+      if other is not None and other is not manager:
+        other.wait_until_finished()
+    manager.save(step, args=_save_args(state, meta), **kwargs)
 
   def maybe_save(self, state, meta, step):
     """A periodic save when `step` is a multiple of every_steps."""
     if self.every_steps and step % self.every_steps == 0:
-      self.steps.save(step, args=_save_args(state, meta))
+      self._save(self.steps, step, state, meta)
 
   def save_final(self, state, meta, step):
     if self.steps.latest_step() != step:
-      self.steps.save(step, args=_save_args(state, meta), force=True)
+      self._save(self.steps, step, state, meta, force=True)
 
   def save_if_best(self, state, meta, step, eval_loss):
     if self.best is not None:
-      self.best.save(step, args=_save_args(state, meta), metrics={BEST_METRIC: float(eval_loss)},
-                     force=True)
+      self._save(self.best, step, state, meta, metrics={BEST_METRIC: float(eval_loss)},
+                 force=True)
 
   def close(self):
     for manager in (self.steps, self.best):

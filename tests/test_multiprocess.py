@@ -4,6 +4,7 @@ wrote collectively restores in a single process."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,12 +15,14 @@ import numpy as np
 from conftest import ROOT, tiny_config
 from rrd_jax import checkpoint, config_utils, models, step as step_lib, train
 
-OVERRIDES = {"train.num_steps": 6, "train.log_every": 1, "train.eval_every": 3}
+OVERRIDES = {"train.num_steps": 6, "train.log_every": 1, "train.eval_every": 3,
+             "checkpoint.every_steps": 2}
 FLAGS = ["--config.data.image_size=40", "--config.rrd.sample_size=4",
          "--config.rrd.episodes_per_batch=4", "--config.model.hidden_sizes=(32,32)",
          "--config.train.num_steps=6", "--config.train.log_every=1", "--config.train.eval_every=3",
          "--config.train.eval_batches=1", "--config.train.eval_episodes=4",
-         "--config.train.predict_batch_size=16", "--config.data.eval_fraction=0.25"]
+         "--config.train.predict_batch_size=16", "--config.data.eval_fraction=0.25",
+         "--config.checkpoint.every_steps=2"]
 
 
 def free_port():
@@ -49,10 +52,17 @@ def test_two_processes_match_one(tiny_dataset_dir, tmp_path):
   train.train_and_evaluate(tiny_config(tiny_dataset_dir, **OVERRIDES), one, log=lambda *_: None)
   two = str(tmp_path / "two")
   env = dict(os.environ, PYTHONPATH=ROOT, PYTHON=sys.executable, RRD_JAX_PORT=str(free_port()))
-  done = subprocess.run(["bash", os.path.join(ROOT, "launch", "local.sh"), "2", "--",
-                         "--workdir", two, f"--config.data.dataset_dir={tiny_dataset_dir}", *FLAGS],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
-  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+  launcher = subprocess.Popen(
+      ["bash", os.path.join(ROOT, "launch", "local.sh"), "2", "--", "--workdir", two,
+       f"--config.data.dataset_dir={tiny_dataset_dir}", *FLAGS],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      start_new_session=True)
+  try:
+    output = launcher.communicate(timeout=300)[0]
+  except subprocess.TimeoutExpired:
+    os.killpg(launcher.pid, signal.SIGKILL)  # the launcher and both training processes
+    raise AssertionError("the 2-process run did not finish in 300 s (a hang)") from None
+  assert launcher.returncode == 0, output[-4000:]
   with open(os.path.join(two, "config.json"), encoding="utf-8") as f:
     assert json.load(f)["processes"] == 2
   rows_one, rows_two = rows(one), rows(two)
