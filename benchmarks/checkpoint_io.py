@@ -8,7 +8,6 @@ and a restore, each as the median of --repeats, into a temporary directory.
 """
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -19,6 +18,7 @@ import time
 import jax
 import numpy as np
 
+from benchmarks import common
 from rrd_jax import checkpoint, config_utils, models, step as step_lib
 
 
@@ -82,10 +82,7 @@ def main():
       "save_blocking_loop_s_median": statistics.median(blocked),
       "restore_s_median": statistics.median(restoring), "repeats": args.repeats,
   }
-  print(json.dumps(result, indent=2))
-  if args.out:
-    with open(args.out, "w", encoding="utf-8") as f:
-      json.dump(result, f, indent=2)
+  common.emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 
+from benchmarks import common
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -62,10 +64,7 @@ def main():
     value["relative_to_1_device"] = value["steps_per_s"] / base
   report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "steps": args.steps,
             "overrides": flags, "results": results}
-  print(json.dumps(report, indent=2))
-  if args.out:
-    with open(args.out, "w", encoding="utf-8") as f:
-      json.dump(report, f, indent=2)
+  common.emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -80,9 +80,18 @@ class Checkpointer:
         manager.close()
 
 
-def available_steps(directory, which="latest"):
-  path = os.path.join(os.path.abspath(os.path.expanduser(directory)),
+def is_checkpoint_name(name):
+  """"latest", "best" or a step number."""
+  return str(name) in ("latest", "best") or str(name).isdigit()
+
+
+def _manager_path(directory, which):
+  return os.path.join(os.path.abspath(os.path.expanduser(directory)),
                       BEST_DIR if which == "best" else STEPS_DIR)
+
+
+def available_steps(directory, which="latest"):
+  path = _manager_path(directory, which)
   if not os.path.isdir(path):
     return []
   with ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(create=False)) as m:
@@ -94,15 +103,13 @@ def restore(directory, state, which="latest"):
 
   `state` gives the structure, dtypes and shardings to restore into.
   """
-  directory = os.path.abspath(os.path.expanduser(directory))
-  subdir = BEST_DIR if which == "best" else STEPS_DIR
-  path = os.path.join(directory, subdir)
+  path = _manager_path(directory, which)
   if not os.path.isdir(path):
     return None
   with ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(create=False)) as m:
     steps = m.all_steps()
-    if which in ("latest", "best"):
-      step = m.latest_step() if which == "latest" else (max(steps) if steps else None)
+    if which in ("latest", "best"):  # best/ keeps a single checkpoint
+      step = m.latest_step()
       if step is None:
         return None
     else:

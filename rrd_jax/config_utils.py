@@ -6,6 +6,7 @@ import os
 
 import ml_collections
 
+from rrd_jax.checkpoint import is_checkpoint_name
 from rrd_jax.data.sampling import EPISODE_WEIGHTINGS
 from rrd_jax.errors import UserError
 from rrd_jax.losses import LOSS_FORMS
@@ -51,9 +52,9 @@ def validate(config):
   _check(config.profile.start_step >= 0 and config.profile.num_steps >= 1,
          f"profile.start_step must be >= 0 and profile.num_steps >= 1, got "
          f"{config.profile.start_step} and {config.profile.num_steps}")
-  restore = str(config.checkpoint.restore)
-  _check(restore in ("latest", "best") or restore.isdigit(),
-         f"checkpoint.restore must be latest, best or a step number, got {restore!r}")
+  _check(is_checkpoint_name(config.checkpoint.restore),
+         f"checkpoint.restore must be latest, best or a step number, "
+         f"got {str(config.checkpoint.restore)!r}")
 
 
 def write_run_config(path, config, extra):

@@ -11,10 +11,10 @@ def predict_episodes(predict_fn, params, loader, episode_ids, *, batch_size, sha
   """Predicted and dataset rewards for every step of `episode_ids`, as two lists of [T_i] arrays."""
   positions, predictions, true_rewards = [], [], []
   dataset = pipeline.episode_steps_dataset(loader, episode_ids, batch_size=batch_size)
+  lo, hi = parallel.process_rows(batch_size)  # every process holds the batch; each feeds its rows
   for batch in dataset.as_numpy_iterator():
     valid = batch["valid"]
     padded = pipeline.pad_batch(batch, batch_size)
-    lo, hi = parallel.process_rows(batch_size)  # every process holds the batch; each feeds its rows
     local = {k: v[lo:hi] for k, v in padded.items()}
     rewards = np.asarray(predict_fn(params, parallel.to_global(local, sharding)))
     positions.append(batch["episode_pos"])

@@ -100,7 +100,7 @@ class RunPredictor:
   def __init__(self, workdir, dataset_dir="", batch_size=0, checkpoint_name=""):
     config, facts = config_utils.read_run_config(workdir)
     self.which = str(checkpoint_name or config.checkpoint.get("restore", "latest"))
-    if self.which not in ("latest", "best") and not self.which.isdigit():
+    if not checkpoint.is_checkpoint_name(self.which):
       raise UserError(f"--checkpoint must be latest, best or a step number, got {self.which!r}")
     self.workdir = os.path.abspath(workdir)
     self.dataset_dir = os.path.abspath(os.path.expanduser(dataset_dir or

@@ -73,11 +73,10 @@ def train_and_evaluate(config, workdir, log=print):
     log = lambda *_: None  # noqa: E731  (process 0 speaks for the job)
   workdir, resume = run_dir.prepare(workdir, config, log=log, decide=main_process)
   resume = bool(parallel.broadcast_from_main(resume))
-  if main_process:  # process 0 generates the embedded dataset (once); the others wait for it
-    dataset_dir = source.resolve_dataset_dir(config.data, log=log)
+  if main_process:  # process 0 generates the embedded dataset (once) while the others wait
+    source.resolve_dataset_dir(config.data, log=log)
   parallel.broadcast_from_main(0)
-  if not main_process:
-    dataset_dir = source.resolve_dataset_dir(config.data, log=log)
+  dataset_dir = source.resolve_dataset_dir(config.data, log=log)
   builder, index, keys = source.open_dataset(config.data, dataset_dir)
   holdout = rlds.holdout_mask(index.file_paths, config.data.eval_fraction)
   train_ids = np.flatnonzero(~holdout)

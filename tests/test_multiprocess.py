@@ -12,8 +12,8 @@ import sys
 import jax
 import numpy as np
 
-from conftest import ROOT, tiny_config
-from rrd_jax import checkpoint, config_utils, models, step as step_lib, train
+from conftest import ROOT, restore_run_state, tiny_config
+from rrd_jax import train
 
 OVERRIDES = {"train.num_steps": 6, "train.log_every": 1, "train.eval_every": 3,
              "checkpoint.every_steps": 2}
@@ -34,17 +34,6 @@ def free_port():
 def rows(workdir):
   with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
     return [json.loads(line) for line in f]
-
-
-def final_params(workdir):
-  config, facts = config_utils.read_run_config(workdir)
-  model = models.build_model(config.model, num_instructions=len(facts["instruction_vocabulary"]))
-  example = {"state": np.zeros((1, 8), np.float32), "next_state": np.zeros((1, 8), np.float32),
-             "action": np.zeros((1, 7), np.float32), "image": np.zeros((1, 40, 40, 3), np.uint8)}
-  state = step_lib.create_train_state(
-      model, config.optim, {k: example[k] for k in models.model_input_keys(config.model)},
-      jax.random.PRNGKey(5))
-  return checkpoint.restore(facts["checkpoint_dir"], state)[0]
 
 
 def test_two_processes_match_one(tiny_dataset_dir, tmp_path):
@@ -74,7 +63,7 @@ def test_two_processes_match_one(tiny_dataset_dir, tmp_path):
   np.testing.assert_allclose(losses(rows_two, "eval/loss"), losses(rows_one, "eval/loss"),
                              rtol=1e-4, atol=1e-7)
   # The checkpoint written by two processes restores in this single process.
-  restored_two, restored_one = final_params(two), final_params(one)
+  restored_two, restored_one = restore_run_state(two)[0], restore_run_state(one)[0]
   assert int(restored_two.step) == 6
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                restored_two.params, restored_one.params)

@@ -13,8 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, tiny_config
-from rrd_jax import checkpoint, config_utils, models, step as step_lib, train
+from conftest import ROOT, restore_run_state, tiny_config
+from rrd_jax import checkpoint, config_utils, train
 
 NUM_STEPS = 40
 OVERRIDES = {"train.num_steps": NUM_STEPS, "train.log_every": 1, "train.eval_every": 8,
@@ -31,18 +31,6 @@ def cli_flags(dataset_dir):
   assert config_utils.load_config(overrides={k: (config.model.hidden_sizes if k == "model.hidden_sizes"
                                                  else v) for k, v in flat.items()}) == config
   return [f"--config.{k}={v}" for k, v in flat.items()]
-
-
-def restored_state(workdir, which="latest"):
-  config, facts = config_utils.read_run_config(workdir)
-  model = models.build_model(config.model, num_instructions=len(facts["instruction_vocabulary"]))
-  size = config.data.image_size
-  example = {"state": np.zeros((1, 8), np.float32), "next_state": np.zeros((1, 8), np.float32),
-             "action": np.zeros((1, 7), np.float32), "image": np.zeros((1, size, size, 3), np.uint8)}
-  state = step_lib.create_train_state(
-      model, config.optim, {k: example[k] for k in models.model_input_keys(config.model)},
-      jax.random.PRNGKey(99))
-  return checkpoint.restore(facts["checkpoint_dir"], state, which)
 
 
 def metric_rows(workdir):
@@ -105,8 +93,8 @@ def test_kill_9_then_resume_gives_identical_params(reference, tiny_dataset_dir, 
   assert "Resuming the run" in output
   assert not os.path.exists(torn)
 
-  final, _ = restored_state(workdir)
-  expected, _ = restored_state(reference)
+  final, _ = restore_run_state(workdir)
+  expected, _ = restore_run_state(reference)
   assert int(final.step) == int(expected.step) == NUM_STEPS
   jax.tree.map(np.testing.assert_array_equal, final.params, expected.params)
   jax.tree.map(np.testing.assert_array_equal, final.opt_state, expected.opt_state)
@@ -121,12 +109,12 @@ def test_keep_last_n_and_best(reference):
   assert sorted(evals) == [8, 16, 24, 32, 40]
   best_step = min(evals, key=evals.get)
   assert checkpoint.available_steps(os.path.join(reference, "checkpoints"), "best") == [best_step]
-  state, meta = restored_state(reference, "best")
+  state, meta = restore_run_state(reference, "best")
   assert int(state.step) == best_step
   assert meta["sampler"]["next_step"] == best_step
   assert meta["config"]["train"]["num_steps"] == NUM_STEPS
   # The best checkpoint is a different model from the latest one unless the last eval was best.
-  latest, _ = restored_state(reference, "latest")
+  latest, _ = restore_run_state(reference, "latest")
   same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.params),
                                                    jax.tree.leaves(latest.params)))
   assert same == (best_step == NUM_STEPS)

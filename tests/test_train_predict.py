@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from conftest import tiny_config
+from conftest import restore_run_state, tiny_config
 from rrd_jax import predict, train
 from rrd_jax.data import rlds
 
@@ -19,20 +19,6 @@ from rrd_jax.data import rlds
 def read_jsonl(path):
   with open(path, encoding="utf-8") as f:
     return [json.loads(line) for line in f]
-
-
-def final_params(workdir):
-  from rrd_jax import checkpoint, config_utils, models, step as step_lib  # noqa: PLC0415
-  config, facts = config_utils.read_run_config(workdir)
-  model = models.build_model(config.model, num_instructions=len(facts["instruction_vocabulary"]))
-  keys = models.model_input_keys(config.model)
-  size = config.data.image_size
-  example = {"state": np.zeros((1, 8), np.float32), "next_state": np.zeros((1, 8), np.float32),
-             "action": np.zeros((1, 7), np.float32),
-             "image": np.zeros((1, size, size, 3), np.uint8)}
-  state = step_lib.create_train_state(model, config.optim, {k: example[k] for k in keys},
-                                      jax.random.PRNGKey(123))
-  return checkpoint.restore(facts["checkpoint_dir"], state)[0].params
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +60,8 @@ def test_training_is_deterministic_given_the_seed(run, tiny_dataset_dir, tmp_pat
   losses = lambda w: [r["train/loss"] for r in read_jsonl(os.path.join(w, "metrics.jsonl"))
                       if "train/loss" in r]
   assert losses(again) == losses(workdir)
-  jax.tree.map(np.testing.assert_array_equal, final_params(again), final_params(workdir))
+  jax.tree.map(np.testing.assert_array_equal, restore_run_state(again)[0].params,
+               restore_run_state(workdir)[0].params)
   other = str(tmp_path / "other_seed")
   train.train_and_evaluate(tiny_config(tiny_dataset_dir, seed=7), other, log=lambda *_: None)
   assert losses(other) != losses(workdir)
