@@ -6,9 +6,21 @@ Variants:
   (none)  pixel reward model on the main camera, sized for a CPU-friendly default job.
   mlp     the reference low-dimensional model on [state, action, state - next_state].
   seed    the seed command's shapes: 256x256 images, K=32, one episode per batch, 500 updates.
+  demos   the LIBERO demo recipe on generated LIBERO-like demos (every return is 1): time-penalised
+          returns plus instruction-relabelled negatives, instruction-conditioned model.
+  mixture demos (time-penalised) mixed 50/50 with policy rollouts (30% success, raw returns).
 """
 
 import ml_collections
+
+
+def mixture_component(dataset_dir="", weight=1.0, returns_kind="sum", time_penalty=0.0,
+                      embedded_episodes=500, embedded_success_rate=1.0, embedded_seed=0):
+  """One dataset of a data mixture; "" dataset_dir = a generated task-"instructed" dataset."""
+  return ml_collections.ConfigDict(dict(
+      dataset_dir=dataset_dir, weight=weight, returns_kind=returns_kind, time_penalty=time_penalty,
+      embedded_episodes=embedded_episodes, embedded_success_rate=embedded_success_rate,
+      embedded_seed=embedded_seed))
 
 
 def get_config(variant=""):
@@ -22,6 +34,11 @@ def get_config(variant=""):
   data.embedded_min_length = 30  # Embedded dataset: shortest episode.
   data.embedded_max_length = 60  # Embedded dataset: longest episode.
   data.embedded_image_size = 64  # Embedded dataset: stored image resolution.
+  data.embedded_task = "touch"  # Embedded dataset: "touch" (dense reward) or "instructed" (demos).
+  data.embedded_success_rate = 1.0  # Embedded "instructed" task: fraction of successful episodes.
+  # Several datasets sampled by weight, each with its own return definition (mixture_component
+  # fields); empty = the one dataset above. Components' embedded data use the data.embedded_* sizes.
+  data.mixture = ml_collections.ConfigDict()
   data.image_size = 64  # Frames are resized to image_size x image_size after decoding.
   data.image_key = "observation/image"  # Main camera, inside `steps`.
   data.wrist_image_key = "observation/wrist_image"  # Wrist camera (model.use_wrist).
@@ -33,6 +50,14 @@ def get_config(variant=""):
   data.episode_weighting = "length"  # "length": episodes drawn with prob. proportional to T; "uniform".
   data.eval_fraction = 0.1  # Fraction of episodes held out for evaluation (by file_path hash).
   data.num_parallel_calls = -1  # tf.data parallel episode loads (-1 = AUTOTUNE).
+  data.skip_bad_episodes = False  # True: skip unreadable / non-finite episodes (counted) instead of failing.
+
+  config.returns = returns = ml_collections.ConfigDict()
+  returns.kind = "sum"  # "sum": R = sum of rewards; "time_penalty": R = sum - time_penalty * T.
+  returns.time_penalty = 0.01  # c of kind "time_penalty" (per-step reward - c).
+  returns.negatives_ratio = 0.0  # Fraction of sampled episodes relabelled with another task's
+  #                                instruction and given negative_return (needs model.use_instruction).
+  returns.negative_return = 0.0
 
   config.model = model = ml_collections.ConfigDict()
   model.kind = "pixel"  # "pixel" (conv trunk + MLP) or "mlp" (low-dim MLP on [s, a, s - s']).
@@ -88,6 +113,21 @@ def get_config(variant=""):
     rrd.loss_form = "return"
     train.num_steps = 500
     train.eval_every = 100
+  elif variant in ("demos", "mixture"):
+    data.embedded_task = "instructed"
+    data.embedded_min_length = 10
+    data.embedded_max_length = 100
+    returns.kind = "time_penalty"
+    returns.time_penalty = 0.01
+    returns.negatives_ratio = 0.5
+    model.use_instruction = True
+    model.frame_diff = True
+    if variant == "mixture":
+      data.mixture.demos = mixture_component(weight=0.5, returns_kind="time_penalty",
+                                             time_penalty=0.01, embedded_success_rate=1.0)
+      data.mixture.rollouts = mixture_component(weight=0.5, embedded_success_rate=0.3,
+                                                embedded_seed=1)
   elif variant:
-    raise ValueError(f"unknown variant {variant!r} of configs/libero_rrd.py; expected mlp or seed")
+    raise ValueError(f"unknown variant {variant!r} of configs/libero_rrd.py; "
+                     "expected mlp, seed, demos or mixture")
   return config

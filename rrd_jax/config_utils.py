@@ -7,6 +7,7 @@ import os
 import ml_collections
 
 from rrd_jax.checkpoint import is_checkpoint_name
+from rrd_jax.data.returns import RETURN_KINDS
 from rrd_jax.data.sampling import EPISODE_WEIGHTINGS
 from rrd_jax.errors import UserError
 from rrd_jax.losses import LOSS_FORMS
@@ -52,9 +53,33 @@ def validate(config):
   _check(config.profile.start_step >= 0 and config.profile.num_steps >= 1,
          f"profile.start_step must be >= 0 and profile.num_steps >= 1, got "
          f"{config.profile.start_step} and {config.profile.num_steps}")
+  _validate_returns(config)
   _check(is_checkpoint_name(config.checkpoint.restore),
          f"checkpoint.restore must be latest, best or a step number, "
          f"got {str(config.checkpoint.restore)!r}")
+
+
+def _validate_returns(config):
+  returns = config.returns
+  _check(returns.kind in RETURN_KINDS,
+         f"returns.kind must be one of {', '.join(RETURN_KINDS)}, got {returns.kind!r}")
+  _check(returns.time_penalty >= 0, f"returns.time_penalty must be >= 0, got {returns.time_penalty}")
+  _check(0.0 <= returns.negatives_ratio < 1.0,
+         f"returns.negatives_ratio must be in [0, 1), got {returns.negatives_ratio}")
+  _check(returns.negatives_ratio == 0 or config.model.use_instruction,
+         f"returns.negatives_ratio={returns.negatives_ratio} needs model.use_instruction=True "
+         "(negatives differ from positives only in their instruction)")
+  for name, component in (config.data.get("mixture") or {}).items():
+    prefix = f"data.mixture.{name}"
+    for field in ("dataset_dir", "weight", "returns_kind", "time_penalty"):
+      _check(field in component, f"{prefix} has no field {field!r}; define components with "
+             "configs/libero_rrd.py's mixture_component")
+    _check(component.weight > 0, f"{prefix}.weight must be > 0, got {component.weight}")
+    _check(component.returns_kind in RETURN_KINDS,
+           f"{prefix}.returns_kind must be one of {', '.join(RETURN_KINDS)}, "
+           f"got {component.returns_kind!r}")
+    _check(component.time_penalty >= 0,
+           f"{prefix}.time_penalty must be >= 0, got {component.time_penalty}")
 
 
 def write_run_config(path, config, extra):

@@ -7,10 +7,13 @@ from rrd_jax.data import pipeline
 
 
 def predict_episodes(predict_fn, params, loader, episode_ids, *, batch_size, sharding,
-                     progress=None):
-  """Predicted and dataset rewards for every step of `episode_ids`, as two lists of [T_i] arrays."""
+                     progress=None, instruction_ids=None):
+  """Predicted and dataset rewards for every step of `episode_ids`, as two lists of [T_i] arrays.
+
+  instruction_ids: condition each episode on these instructions instead of its own."""
   positions, predictions, true_rewards = [], [], []
-  dataset = pipeline.episode_steps_dataset(loader, episode_ids, batch_size=batch_size)
+  dataset = pipeline.episode_steps_dataset(loader, episode_ids, batch_size=batch_size,
+                                           instruction_ids=instruction_ids)
   lo, hi = parallel.process_rows(batch_size)  # every process holds the batch; each feeds its rows
   for batch in dataset.as_numpy_iterator():
     valid = batch["valid"]
@@ -61,3 +64,22 @@ def reward_statistics(predicted, true, episode_returns):
       "episodes": len(predicted),
       "steps": int(len(pooled_pred)),
   }
+
+
+def roc_auc(positive_scores, negative_scores):
+  """P(score of a random positive > score of a random negative), ties counting 1/2
+  (the Mann-Whitney U statistic / (n_pos * n_neg)); nan when either set is empty."""
+  pos = np.asarray(positive_scores, np.float64)
+  neg = np.asarray(negative_scores, np.float64)
+  if not len(pos) or not len(neg):
+    return float("nan")
+  scores = np.concatenate([pos, neg])
+  order = np.argsort(scores, kind="mergesort")
+  ranks = np.empty(len(scores), np.float64)
+  sorted_scores = scores[order]
+  # average ranks over ties (1-based)
+  _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+  average = first + (counts + 1) / 2.0
+  ranks[order] = np.repeat(average, counts)
+  u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
+  return float(u / (len(pos) * len(neg)))

@@ -24,7 +24,7 @@ from absl import flags
 
 from rrd_jax import checkpoint, config_utils, evaluation, models, parallel, plots
 from rrd_jax import step as step_lib
-from rrd_jax.data import pipeline, source
+from rrd_jax.data import pipeline, returns, source
 from rrd_jax.errors import UserError, run_app
 from rrd_jax.metrics import progress_bar
 
@@ -44,8 +44,10 @@ def load_reward_model(workdir, loader, vocab, config, checkpoint_dir, mesh, whic
   return model, input_keys, jax.device_put(restored[0], parallel.replicated(mesh))
 
 
-def write_predictions(out_dir, index, predicted, true):
-  """predicted_rewards.npz (flat per-step arrays + per-episode arrays) and returns.csv."""
+def write_predictions(out_dir, index, predicted, true, true_returns):
+  """predicted_rewards.npz (flat per-step arrays + per-episode arrays) and returns.csv.
+
+  true: per-step rewards under the run's return definition; true_returns: their episode returns."""
   episode_ids = np.arange(len(index))
   predicted_returns = np.asarray([p.sum() for p in predicted], np.float64)
   np.savez(os.path.join(out_dir, "predicted_rewards.npz"),
@@ -56,7 +58,7 @@ def write_predictions(out_dir, index, predicted, true):
                                             ).astype(np.float32),
            dataset_reward=np.concatenate(true).astype(np.float32),
            episode_length=index.lengths.astype(np.int64),
-           episode_return_true=index.returns.astype(np.float64),
+           episode_return_true=np.asarray(true_returns, np.float64),
            episode_return_pred=predicted_returns,
            episode_file_path=np.asarray(index.file_paths, dtype=str),
            episode_instruction=np.asarray(index.instructions, dtype=str))
@@ -64,34 +66,50 @@ def write_predictions(out_dir, index, predicted, true):
     writer = csv.writer(f)
     writer.writerow(["episode", "file_path", "length", "return_true", "return_pred", "instruction"])
     for e in episode_ids:
-      writer.writerow([e, index.file_paths[e], index.lengths[e], f"{index.returns[e]:.6g}",
+      writer.writerow([e, index.file_paths[e], index.lengths[e], f"{true_returns[e]:.6g}",
                        f"{predicted_returns[e]:.6g}", index.instructions[e]])
 
 
-def per_instruction_summary(index, predicted):
+def per_instruction_summary(index, predicted, true_returns):
   summary = {}
   for instruction in sorted(set(index.instructions)):
     ids = [e for e, s in enumerate(index.instructions) if s == instruction]
     summary[instruction] = {
         "episodes": len(ids),
-        "return_true_mean": float(np.mean(index.returns[ids])),
+        "return_true_mean": float(np.mean(np.asarray(true_returns)[ids])),
         "return_pred_mean": float(np.mean([predicted[e].sum() for e in ids])),
         "reward_pred_mean": float(np.mean(np.concatenate([predicted[e] for e in ids]))),
     }
   return summary
 
 
-def write_plots(plot_dir, index, predicted, true, num_episodes=6):
+def write_plots(plot_dir, index, predicted, true, true_returns, num_episodes=6):
   """episodes.png (a spread of episodes), returns.png (predicted vs true), reward_hist.png."""
   os.makedirs(plot_dir, exist_ok=True)
   sample = np.unique(np.linspace(0, len(index) - 1, min(num_episodes, len(index))).astype(int))
   titles = [f"#{e} {os.path.basename(index.file_paths[e])}"[:40] for e in sample]
   plots.save(plots.episodes_figure([predicted[e] for e in sample], [true[e] for e in sample],
                                    titles), os.path.join(plot_dir, "episodes.png"))
-  plots.save(plots.returns_figure(index.returns, [p.sum() for p in predicted]),
+  plots.save(plots.returns_figure(true_returns, [p.sum() for p in predicted]),
              os.path.join(plot_dir, "returns.png"))
   plots.save(plots.histogram_figure(np.concatenate(predicted)),
              os.path.join(plot_dir, "reward_hist.png"))
+
+
+def _dataset_and_offset(workdir, config, facts, dataset_dir):
+  """The dataset to predict (default: the run's) and the per-step reward offset of its return
+  definition (a mixture component's own, else the run's config.returns)."""
+  components = facts.get("components") or [
+      {"name": "data", "dataset_dir": facts["dataset"]["dataset_dir"]}]
+  if not dataset_dir and len(components) > 1:
+    raise UserError(f"run {workdir} trained on a mixture of {len(components)} datasets "
+                    f"({', '.join(c['name'] for c in components)}); pass --dataset_dir to choose one")
+  dataset_dir = os.path.abspath(os.path.expanduser(dataset_dir or components[0]["dataset_dir"]))
+  match = [c for c in components if c["dataset_dir"] == dataset_dir and "returns_kind" in c]
+  if match:
+    return dataset_dir, returns.reward_offset(match[0]["returns_kind"], match[0]["time_penalty"])
+  run_returns = config.get("returns") or {"kind": "sum", "time_penalty": 0.0}
+  return dataset_dir, returns.reward_offset(run_returns["kind"], run_returns["time_penalty"])
 
 
 class RunPredictor:
@@ -103,13 +121,14 @@ class RunPredictor:
     if not checkpoint.is_checkpoint_name(self.which):
       raise UserError(f"--checkpoint must be latest, best or a step number, got {self.which!r}")
     self.workdir = os.path.abspath(workdir)
-    self.dataset_dir = os.path.abspath(os.path.expanduser(dataset_dir or
-                                                          facts["dataset"]["dataset_dir"]))
+    self.dataset_dir, offset = _dataset_and_offset(workdir, config, facts, dataset_dir)
     self.builder, self.index, keys = source.open_dataset(config.data, self.dataset_dir)
     vocab = facts.get("instruction_vocabulary") or [source.UNKNOWN_INSTRUCTION]
+    targets = returns.episode_targets(self.index.returns, self.index.lengths,
+                                      np.full(len(self.index), offset, np.float32))
     self.loader = pipeline.EpisodeLoader(self.builder, self.index, keys,
                                          pipeline.Inputs.from_config(config),
-                                         instruction_vocab=vocab)
+                                         instruction_vocab=vocab, targets=targets)
     self.mesh = parallel.make_mesh()
     self.batch_size = batch_size or config.train.predict_batch_size
     if self.batch_size % self.mesh.devices.size:
@@ -142,14 +161,15 @@ def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, checkpoint_n
   predicted, true = predictor.predict(np.arange(len(index)), progress=bar)
   bar.close()
   os.makedirs(out_dir, exist_ok=True)
-  write_predictions(out_dir, index, predicted, true)
-  stats = evaluation.reward_statistics(predicted, true, index.returns)
-  stats["per_instruction"] = per_instruction_summary(index, predicted)
+  true_returns = predictor.loader.targets.returns
+  write_predictions(out_dir, index, predicted, true, true_returns)
+  stats = evaluation.reward_statistics(predicted, true, true_returns)
+  stats["per_instruction"] = per_instruction_summary(index, predicted, true_returns)
   with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
     json.dump({"workdir": predictor.workdir, "dataset_dir": predictor.dataset_dir,
                "checkpoint_step": predictor.step, **stats}, f, indent=2)
   if plot:
-    write_plots(os.path.join(out_dir, "plots"), index, predicted, true)
+    write_plots(os.path.join(out_dir, "plots"), index, predicted, true, true_returns)
   stats.pop("per_instruction")
   log(f"Wrote {out_dir}: " + ", ".join(f"{k}={v:.4g}" for k, v in stats.items()))
   return stats

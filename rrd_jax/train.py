@@ -4,6 +4,7 @@ Override any config field with --config.FIELD=VALUE (see configs/libero_rrd.py f
 Writes WORKDIR/config.json (resolved config), metrics.jsonl, tensorboard/ and checkpoints/.
 """
 
+import functools
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ from ml_collections import config_flags
 from rrd_jax import checkpoint, config_utils, evaluation, metrics, models, parallel, plots, profiling
 from rrd_jax import run_dir
 from rrd_jax import step as step_lib
-from rrd_jax.data import pipeline, rlds, source
+from rrd_jax.data import pipeline, returns, rlds, source
 from rrd_jax.errors import UserError, exit_with_error, run_app, unknown_config_field_message
 
 
@@ -26,28 +27,51 @@ def _mean_metrics(metric_list):
   return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
 
 
-def evaluate(state, eval_step, predict_fn, loader, eval_ids, index, config, mesh):
-  """Held-out metrics: the RRD loss on fixed sampled batches, and whole-episode reward recovery.
+def _sampler_kwargs(config, seed):
+  mixture = config.data.get("mixture") or {}
+  return dict(episodes_per_batch=config.rrd.episodes_per_batch, sample_size=config.rrd.sample_size,
+              seed=seed, weighting=config.data.episode_weighting,
+              component_weights=[float(c.weight) for c in mixture.values()] or None,
+              negatives_ratio=config.returns.negatives_ratio)
+
+
+def evaluate(state, eval_step, predict_fn, loader, eval_ids, config, mesh):
+  """Held-out metrics: the RRD loss on fixed sampled batches, whole-episode reward recovery and
+  the ROC-AUC of predicted returns: success vs failure (when both occur among the predicted
+  episodes) and own vs another task's instruction (instruction-conditioned models).
 
   Returns (metrics, (predicted, dataset) per-step rewards of the fully predicted episodes).
   """
   results, episode_rewards = {}, ([], [])
-  sampler_kwargs = dict(episodes_per_batch=config.rrd.episodes_per_batch,
-                        sample_size=config.rrd.sample_size, seed=config.seed + 1,
-                        weighting=config.data.episode_weighting)
-  dataset = pipeline.train_dataset(loader, eval_ids, sampler_kwargs=sampler_kwargs,
-                                   num_steps=config.train.eval_batches, **_process_args())
+  dataset = pipeline.train_dataset(loader, eval_ids,
+                                   sampler_kwargs=_sampler_kwargs(config, config.seed + 1),
+                                   num_steps=config.train.eval_batches,
+                                   negative_return=config.returns.negative_return, **_process_args())
   batch_sharding = parallel.batch_sharding(mesh)
   eval_metrics = [eval_step(state, parallel.to_global(b, batch_sharding))
                   for b in dataset.as_numpy_iterator()]
   results.update({f"eval/{k}": v for k, v in _mean_metrics(eval_metrics).items()})
   episodes = eval_ids[: config.train.eval_episodes]
-  if len(episodes):
-    episode_rewards = evaluation.predict_episodes(
-        predict_fn, state.params, loader, episodes, batch_size=config.train.predict_batch_size,
-        sharding=batch_sharding)
-    stats = evaluation.reward_statistics(*episode_rewards, index.returns[episodes])
-    results.update({f"eval/{k}": v for k, v in stats.items() if k not in ("episodes", "steps")})
+  if not len(episodes):
+    return results, episode_rewards
+  predict = functools.partial(evaluation.predict_episodes, predict_fn, state.params, loader,
+                              episodes, batch_size=config.train.predict_batch_size,
+                              sharding=batch_sharding)
+  episode_rewards = predict()
+  targets = loader.targets
+  stats = evaluation.reward_statistics(*episode_rewards, targets.returns[episodes])
+  results.update({f"eval/{k}": v for k, v in stats.items() if k not in ("episodes", "steps")})
+  predicted_returns = np.asarray([p.sum() for p in episode_rewards[0]])
+  success = targets.success[episodes]
+  if success.any() and not success.all():
+    results["eval/success_auc"] = evaluation.roc_auc(predicted_returns[success],
+                                                     predicted_returns[~success])
+  candidates = np.unique(loader.instruction_ids[loader.instruction_ids > 0])
+  if config.model.use_instruction and len(candidates) >= 2:
+    other = returns.mismatched_instructions(np.random.default_rng(config.seed),
+                                            loader.instruction_ids[episodes], candidates)
+    mismatched = np.asarray([p.sum() for p in predict(instruction_ids=other)[0]])
+    results["eval/instruction_auc"] = evaluation.roc_auc(predicted_returns, mismatched)
   return results, episode_rewards
 
 
@@ -73,17 +97,21 @@ def train_and_evaluate(config, workdir, log=print):
     log = lambda *_: None  # noqa: E731  (process 0 speaks for the job)
   workdir, resume = run_dir.prepare(workdir, config, log=log, decide=main_process)
   resume = bool(parallel.broadcast_from_main(resume))
-  if main_process:  # process 0 generates the embedded dataset (once) while the others wait
-    source.resolve_dataset_dir(config.data, log=log)
+  if main_process:  # process 0 generates embedded datasets (once) while the others wait
+    source.resolve_components(config, log=log)
   parallel.broadcast_from_main(0)
-  dataset_dir = source.resolve_dataset_dir(config.data, log=log)
-  builder, index, keys = source.open_dataset(config.data, dataset_dir)
+  data = source.open_source(config, source.resolve_components(config, log=log), log=log)
+  index = data.index
   holdout = rlds.holdout_mask(index.file_paths, config.data.eval_fraction)
   train_ids = np.flatnonzero(~holdout)
   eval_ids = np.flatnonzero(holdout) if config.data.eval_fraction > 0 else np.zeros(0, np.int64)
   vocab = source.instruction_vocabulary([index.instructions[i] for i in train_ids])
-  loader = pipeline.EpisodeLoader(builder, index, keys, pipeline.Inputs.from_config(config),
-                                  instruction_vocab=vocab)
+  loader = pipeline.EpisodeLoader(data.builder, index, data.keys, pipeline.Inputs.from_config(config),
+                                  instruction_vocab=vocab, targets=data.targets,
+                                  component_ids=data.component_ids)
+  if config.returns.negatives_ratio > 0 and len(vocab) < 3:
+    raise UserError(f"returns.negatives_ratio={config.returns.negatives_ratio} needs training "
+                    f"episodes with at least 2 different instructions; found {len(vocab) - 1}")
   checkpoint_dir = os.path.abspath(os.path.expanduser(config.checkpoint.dir or
                                                       os.path.join(workdir, "checkpoints")))
   try:
@@ -95,19 +123,18 @@ def train_and_evaluate(config, workdir, log=print):
     raise UserError(f"rrd.episodes_per_batch ({config.rrd.episodes_per_batch}) and "
                     f"train.predict_batch_size ({config.train.predict_batch_size}) must be "
                     f"multiples of the device count ({num_devices})")
-  summary = rlds.dataset_summary(index)
+  summary = data.summary()
   summary.update(train_episodes=int(len(train_ids)), eval_episodes=int(len(eval_ids)))
   if main_process:
     config_utils.write_run_config(os.path.join(workdir, "config.json"), config, {
         "dataset": summary, "instruction_vocabulary": vocab, "checkpoint_dir": checkpoint_dir,
+        "components": [c.record() for c in data.components],
         "devices": [str(d) for d in mesh.devices.flat], "processes": jax.process_count()})
-  log(f"Dataset {dataset_dir}: {summary['episodes']} episodes, {summary['steps']} steps "
+  log(f"Dataset {index.dataset_dir}: {summary['episodes']} episodes, {summary['steps']} steps "
       f"({len(train_ids)} train / {len(eval_ids)} held-out episodes); "
       f"training {config.train.num_steps} steps on {num_devices} {jax.default_backend()} device(s).")
 
-  sampler_kwargs = dict(episodes_per_batch=config.rrd.episodes_per_batch,
-                        sample_size=config.rrd.sample_size, seed=config.seed,
-                        weighting=config.data.episode_weighting)
+  sampler_kwargs = _sampler_kwargs(config, config.seed)
   model = models.build_model(config.model, num_instructions=len(vocab))
   input_keys = models.model_input_keys(config.model)
   example = next(pipeline.train_dataset(loader, train_ids, sampler_kwargs=sampler_kwargs,
@@ -139,11 +166,12 @@ def train_and_evaluate(config, workdir, log=print):
                                       start_step=start_step,
                                       num_steps=max(0, num_steps - start_step),
                                       num_parallel_calls=config.data.num_parallel_calls,
+                                      negative_return=config.returns.negative_return,
                                       **_process_args())
 
   def run_eval(step):
-    results, (predicted, true) = evaluate(state, eval_step, predict_fn, loader, eval_ids, index,
-                                          config, mesh)
+    results, (predicted, true) = evaluate(state, eval_step, predict_fn, loader, eval_ids, config,
+                                          mesh)
     logger.write(step, results)
     if predicted and logger.enabled:
       titles = [f"held-out #{e}" for e in eval_ids[:4]]
@@ -232,6 +260,10 @@ def main():
     except OSError as e:
       raise UserError(f"config file {flags.FLAGS['config'].serialize().split('=', 1)[-1]} "
                       "cannot be loaded (missing or unreadable)") from None
+    if "env" in resolved:  # an online-agent config (configs/mujoco_rrd_sac.py)
+      from rrd_jax.rl import train_online  # pylint: disable=import-outside-toplevel
+      train_online.train_and_evaluate(resolved, workdir.value)
+      return
     parallel.initialize_distributed(coordinator.value, num_processes.value, process_id.value)
     train_and_evaluate(resolved, workdir.value)
 

@@ -182,6 +182,7 @@ def test_batch_shapes_and_dtypes(builder, index, size):
       "episode_id": ((b,), np.int64),
       "episode_length": ((b,), np.int32),
       "episode_return": ((b,), np.float32),
+      "negative": ((b,), np.bool_),
   }
   assert set(batch) == set(expected)
   for key, (shape, dtype) in expected.items():

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from rrd_jax.data import rlds
+from rrd_jax.data import returns, rlds
 from rrd_jax.data.sampling import RRDSampler
 
 # Keep TensorFlow off accelerators: JAX owns them.
@@ -35,10 +35,19 @@ class Inputs:
 
 
 class EpisodeLoader:
-  """Reads one episode record and returns the selected steps, decoded, as tensors [K, ...]."""
+  """Reads one episode record and returns the selected steps, decoded, as tensors [K, ...].
 
-  def __init__(self, builder, index, keys, inputs, instruction_vocab=None):
+  targets: the return definition (rrd_jax/data/returns.py; default: the dataset's own rewards);
+  "true_reward" is the dataset reward plus the episode's offset. component_ids: each episode's
+  mixture component (default: all 0).
+  """
+
+  def __init__(self, builder, index, keys, inputs, instruction_vocab=None, targets=None,
+               component_ids=None):
     self.index = index
+    self.targets = targets or returns.raw_targets(index)
+    self.component_ids = (np.zeros(len(index), np.int32) if component_ids is None
+                          else np.asarray(component_ids, np.int32))
     self.keys = keys
     self.inputs = inputs
     step_keys = [keys.proprio, keys.action, keys.reward]
@@ -81,7 +90,8 @@ class EpisodeLoader:
         "state": tf.gather(tf.cast(proprio, tf.float32), sample_indices),
         "next_state": tf.gather(tf.cast(proprio, tf.float32), next_indices),
         "action": tf.gather(tf.cast(parsed["steps/" + keys.action], tf.float32), sample_indices),
-        "true_reward": tf.gather(tf.cast(parsed["steps/" + keys.reward], tf.float32), sample_indices),
+        "true_reward": tf.gather(tf.cast(parsed["steps/" + keys.reward], tf.float32), sample_indices)
+                       + tf.gather(self.targets.reward_offsets, episode_id),
         "instruction_id": tf.fill(tf.shape(sample_indices),
                                   tf.gather(self.instruction_ids, episode_id)),
         "step": sample_indices,
@@ -104,14 +114,18 @@ def _options(deterministic=True):
 
 def train_dataset(loader, episode_ids, *, sampler_kwargs, start_step=0, num_steps=None,
                   process_index=0, process_count=1, num_parallel_calls=tf.data.AUTOTUNE,
-                  prefetch=2):
+                  prefetch=2, negative_return=0.0):
   """Batches for steps start_step, start_step+1, ... sampled from `episode_ids` (a subset).
 
+  sampler_kwargs: RRDSampler's options (component ids and instruction ids come from the loader).
+  Negatives (sampler_kwargs negatives_ratio > 0) carry another task's instruction_id, return
+  `negative_return` and true_reward negative_return / T on every step; `negative` marks them.
   Each process yields its contiguous slice of every global batch plan: [B / process_count, K, ...].
   """
   index = loader.index
   episode_ids = np.asarray(episode_ids, np.int64)
-  sampler = RRDSampler(index.lengths[episode_ids], **sampler_kwargs)
+  sampler = RRDSampler(index.lengths[episode_ids], component_ids=loader.component_ids[episode_ids],
+                       instruction_ids=loader.instruction_ids[episode_ids], **sampler_kwargs)
   global_batch = sampler.episodes_per_batch
   if global_batch % process_count or not 0 <= process_index < process_count:
     raise ValueError(f"episodes_per_batch {global_batch} must split evenly over {process_count} "
@@ -127,17 +141,27 @@ def train_dataset(loader, episode_ids, *, sampler_kwargs, start_step=0, num_step
       plan = sampler.plan(step)
       for row in range(lo, hi):
         episode_id = episode_ids[plan.episode_ids[row]]
+        negative = plan.negative is not None and plan.negative[row]
+        instruction = (plan.instruction_ids[row] if plan.instruction_ids is not None
+                       else loader.instruction_ids[episode_id])
+        episode_return = negative_return if negative else targets.returns[episode_id]
         yield (episode_id, plan.sample_indices[row], index.lengths[episode_id],
-               np.float32(index.returns[episode_id]))
+               np.float32(episode_return), np.int32(instruction), np.bool_(negative))
       step += 1
 
+  targets = loader.targets
   signature = (tf.TensorSpec([], tf.int64), tf.TensorSpec([num_samples], tf.int32),
-               tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.float32))
+               tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.float32),
+               tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.bool))
 
-  def load(episode_id, sample_indices, length, episode_return):
+  def load(episode_id, sample_indices, length, episode_return, instruction_id, negative):
     element = loader.load(episode_id, sample_indices)
+    negative_reward = tf.fill(tf.shape(sample_indices),
+                              tf.cast(negative_return / tf.cast(length, tf.float64), tf.float32))
     element.update(episode_id=episode_id, episode_length=tf.cast(length, tf.int32),
-                   episode_return=episode_return)
+                   episode_return=episode_return, negative=negative,
+                   instruction_id=tf.fill(tf.shape(sample_indices), instruction_id),
+                   true_reward=tf.where(negative, negative_reward, element["true_reward"]))
     return element
 
   dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
@@ -146,24 +170,31 @@ def train_dataset(loader, episode_ids, *, sampler_kwargs, start_step=0, num_step
   return dataset.with_options(_options())
 
 
-def episode_steps_dataset(loader, episode_ids, *, batch_size, num_parallel_calls=tf.data.AUTOTUNE):
+def episode_steps_dataset(loader, episode_ids, *, batch_size, num_parallel_calls=tf.data.AUTOTUNE,
+                          instruction_ids=None):
   """Every step of the given episodes, in order, as flat batches [batch_size, ...].
 
   Each element carries `episode_pos` (position in `episode_ids`), `step` and `valid` (False on the
-  padding that fills the last batch).
+  padding that fills the last batch). instruction_ids: [len(episode_ids)] instructions to condition
+  on instead of each episode's own.
   """
   index = loader.index
   episode_ids = np.asarray(episode_ids, np.int64)
+  if instruction_ids is None:
+    instruction_ids = loader.instruction_ids[episode_ids]
+  instruction_ids = np.asarray(instruction_ids, np.int32)
 
   def generate():
     for pos, episode_id in enumerate(episode_ids):
-      yield pos, episode_id, index.lengths[episode_id]
+      yield pos, episode_id, index.lengths[episode_id], instruction_ids[pos]
 
-  signature = (tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64))
+  signature = (tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64),
+               tf.TensorSpec([], tf.int32))
 
-  def load(pos, episode_id, length):
+  def load(pos, episode_id, length, instruction_id):
     steps = tf.range(length, dtype=tf.int32)
     element = loader.load(episode_id, steps)
+    element["instruction_id"] = tf.fill(tf.shape(steps), instruction_id)
     element["episode_pos"] = tf.fill(tf.shape(steps), pos)
     element["valid"] = tf.ones_like(steps, tf.bool)
     return element

@@ -158,6 +158,24 @@ def read_record(path, offset):
     return f.read(length)
 
 
+@dataclasses.dataclass(frozen=True)
+class IndexReport:
+  """What build_index left out (only with skip_bad, except short episodes, always left out)."""
+  unreadable: int = 0  # records that could not be read or parsed
+  non_finite: int = 0  # episodes with NaN/inf rewards, states or actions
+  short: int = 0  # episodes with fewer than MIN_EPISODE_LENGTH steps
+
+  def describe(self):
+    parts = [f"{n} {what}" for n, what in ((self.unreadable, "unreadable"),
+                                           (self.non_finite, "with NaN/inf values"),
+                                           (self.short, f"shorter than {MIN_EPISODE_LENGTH} steps"))
+             if n]
+    return "skipped episodes: " + ", ".join(parts) if parts else ""
+
+
+MIN_EPISODE_LENGTH = 2  # RRD needs s and s' (and the L-RD correction two steps)
+
+
 @dataclasses.dataclass
 class EpisodeIndex:
   """A few numbers per episode, in dataset order (splits sorted by name, shards in order)."""
@@ -170,23 +188,85 @@ class EpisodeIndex:
   file_paths: list  # [N] str
   instructions: list  # [N] str
   splits: list  # [N] str
+  report: IndexReport = IndexReport()  # episodes left out while indexing
 
   def __len__(self):
     return len(self.lengths)
 
 
-def build_index(builder, keys, splits=None):
-  """Scans the dataset once (lengths, returns, file paths, instructions; no images decoded)."""
+def _read_shard(path, summarize, skip_bad):
+  """Summaries of every record of a shard and its record offsets; with skip_bad, unreadable
+  records (and a truncated tail) are dropped and counted instead of raising."""
+  try:
+    offsets = record_offsets(path)
+    truncated = 0
+  except UserError:
+    if not skip_bad:
+      raise
+    offsets, truncated = _complete_record_offsets(path), 1
+  try:
+    dataset = tf.data.TFRecordDataset(path).map(summarize, num_parallel_calls=tf.data.AUTOTUNE)
+    rows = list(dataset.take(len(offsets)).as_numpy_iterator()) if not truncated else None
+  except tf.errors.OpError as e:
+    if not skip_bad:
+      raise UserError(f"TFRecord shard {path} could not be read ({type(e).__name__}: "
+                      f"{e.message.splitlines()[0]}); set data.skip_bad_episodes=True to skip "
+                      "unreadable episodes") from None
+    rows = None
+  if rows is not None and len(rows) == len(offsets):
+    return rows, offsets, truncated
+  if rows is not None and not skip_bad:
+    raise UserError(f"TFRecord shard {path} has {len(rows)} readable records but "
+                    f"{len(offsets)} framed records")
+  kept_rows, kept_offsets, bad = [], [], truncated
+  for offset in offsets:  # record by record, keeping the readable ones
+    try:
+      kept_rows.append(_to_numpy(summarize(tf.constant(read_record(path, offset)))))
+      kept_offsets.append(offset)
+    except (tf.errors.OpError, ValueError):
+      bad += 1
+  return kept_rows, kept_offsets, bad
+
+
+def _to_numpy(tree):
+  return {k: v.numpy() for k, v in tree.items()}
+
+
+def _complete_record_offsets(path):
+  """Offsets of the records that fit entirely in a (truncated) TFRecord file."""
+  offsets, size, position = [], os.path.getsize(path), 0
+  with open(path, "rb") as f:
+    while position + _HEADER.size <= size:
+      f.seek(position)
+      (length, _), = [_HEADER.unpack(f.read(_HEADER.size))]
+      end = position + _HEADER.size + length + 4
+      if end > size:
+        break
+      offsets.append(position)
+      position = end
+  return offsets
+
+
+def build_index(builder, keys, splits=None, skip_bad=False):
+  """Scans the dataset once (lengths, returns, file paths, instructions; no images decoded).
+
+  Episodes shorter than MIN_EPISODE_LENGTH are left out (counted). A NaN/inf reward, state or
+  action, or an unreadable record, raises UserError, unless skip_bad: then the episode is left out
+  and counted (index.report).
+  """
   splits = sorted(builder.info.splits.keys()) if splits is None else list(splits)
-  step_keys = [keys.reward] + ([keys.instruction] if keys.instruction else [])
+  step_keys = [keys.reward, keys.proprio, keys.action]
+  step_keys += [keys.instruction] if keys.instruction else []
   episode_keys = [keys.file_path] if keys.file_path else []
   parse = make_parser(serialized_specs(builder, step_keys, episode_keys))
 
   def summarize(serialized):
     parsed = parse(serialized)
     rewards = tf.cast(parsed["steps/" + keys.reward], tf.float64)
+    finite = [tf.reduce_all(tf.math.is_finite(tf.cast(parsed["steps/" + k], tf.float64)))
+              for k in (keys.reward, keys.proprio, keys.action)]
     summary = {"length": tf.shape(rewards)[0], "return": tf.reduce_sum(rewards),
-               "finite": tf.reduce_all(tf.math.is_finite(rewards))}
+               "finite": tf.stack(finite)}
     if keys.instruction:
       instructions = parsed["steps/" + keys.instruction]
       summary["instruction"] = tf.cond(tf.size(instructions) > 0, lambda: instructions[0],
@@ -195,39 +275,61 @@ def build_index(builder, keys, splits=None):
     return summary
 
   shard_paths, shard_ids, offsets, columns = [], [], [], []
+  unreadable = non_finite = short = 0
   files = [(split, instruction.filename) for split in splits
            for instruction in builder.info.splits[split].file_instructions]
   for split, path in tqdm.tqdm(files, desc="index", unit="shard", dynamic_ncols=True,
                                disable=not sys.stderr.isatty() or len(files) < 4):
-    shard_offsets = record_offsets(path)
-    dataset = tf.data.TFRecordDataset(path).map(summarize, num_parallel_calls=tf.data.AUTOTUNE)
-    try:
-      rows = list(dataset.as_numpy_iterator())
-    except tf.errors.OpError as e:
-      raise UserError(f"TFRecord shard {path} could not be read ({type(e).__name__}: "
-                      f"{e.message.splitlines()[0]})") from None
-    if len(rows) != len(shard_offsets):
-      raise UserError(f"TFRecord shard {path} has {len(rows)} readable records but "
-                      f"{len(shard_offsets)} framed records")
-    for row in rows:
-      if not row["finite"]:
-        raise UserError(f"an episode in {path} has NaN or infinite values in "
-                        f"'steps/{keys.reward}'")
-    shard_ids += [len(shard_paths)] * len(rows)
+    rows, shard_offsets, bad = _read_shard(path, summarize, skip_bad)
+    unreadable += bad
+    shard_id = len(shard_paths)
     shard_paths.append(path)
-    offsets += shard_offsets
-    columns += [(split, row) for row in rows]
+    for row, offset in zip(rows, shard_offsets):
+      if not row["finite"].all():
+        if not skip_bad:
+          bad_key = (keys.reward, keys.proprio, keys.action)[int(np.argmin(row["finite"]))]
+          raise UserError(f"an episode in {path} has NaN or infinite values in 'steps/{bad_key}'; "
+                          "set data.skip_bad_episodes=True to skip such episodes")
+        non_finite += 1
+      elif row["length"] < MIN_EPISODE_LENGTH:
+        short += 1
+      else:
+        shard_ids.append(shard_id)
+        offsets.append(offset)
+        columns.append((split, row))
+  report = IndexReport(unreadable=unreadable, non_finite=non_finite, short=short)
   if not columns:
-    raise UserError(f"dataset {builder.data_dir} has no episodes")
+    detail = f" ({report.describe()})" if report.describe() else ""
+    raise UserError(f"dataset {builder.data_dir} has no usable episodes{detail}")
   decode = lambda b: b.decode("utf-8") if isinstance(b, bytes) else str(b)
-  return EpisodeIndex(
+  index = EpisodeIndex(
       dataset_dir=str(builder.data_dir), shard_paths=shard_paths,
       shard_ids=np.asarray(shard_ids, np.int32), offsets=np.asarray(offsets, np.int64),
       lengths=np.asarray([r["length"] for _, r in columns], np.int64),
       returns=np.asarray([r["return"] for _, r in columns], np.float64),
       file_paths=[decode(r["file_path"]) for _, r in columns],
       instructions=[decode(r.get("instruction", b"")) for _, r in columns],
-      splits=[s for s, _ in columns])
+      splits=[s for s, _ in columns], report=report)
+  return index
+
+
+def concatenate(indexes):
+  """One index over several datasets' indexes (shards renumbered), in the given order."""
+  first = indexes[0]
+  shard_paths, shard_ids = [], []
+  for index in indexes:
+    shard_ids.append(index.shard_ids + len(shard_paths))
+    shard_paths += index.shard_paths
+  return EpisodeIndex(
+      dataset_dir=first.dataset_dir if len(indexes) == 1 else
+      ",".join(i.dataset_dir for i in indexes),
+      shard_paths=shard_paths, shard_ids=np.concatenate(shard_ids).astype(np.int32),
+      offsets=np.concatenate([i.offsets for i in indexes]),
+      lengths=np.concatenate([i.lengths for i in indexes]),
+      returns=np.concatenate([i.returns for i in indexes]),
+      file_paths=sum((i.file_paths for i in indexes), []),
+      instructions=sum((i.instructions for i in indexes), []),
+      splits=sum((i.splits for i in indexes), []))
 
 
 def holdout_mask(file_paths, fraction):

@@ -2,17 +2,25 @@
 
 The batch plan for a training step is a pure function of (seed, step): the same plan is produced
 after a resume, on any number of devices or processes (each takes its slice of the global plan).
+Mixtures: each episode belongs to a component with a weight; a component is drawn with probability
+proportional to its weight, then an episode within it by the weighting (length or uniform).
+Negatives: with probability `negatives_ratio` a sampled episode is conditioned on another task's
+instruction (its return becomes the negative return; rrd_jax/data/returns.py).
 """
 
 import dataclasses
 
 import numpy as np
 
+from rrd_jax.data import returns
+
 EPISODE_WEIGHTINGS = ("length", "uniform")
 
 
-def episode_probabilities(episode_lengths, weighting="length"):
-  """Probability of drawing each episode: proportional to its length T, or uniform."""
+def episode_probabilities(episode_lengths, weighting="length", component_ids=None,
+                          component_weights=None):
+  """Probability of drawing each episode: proportional to its length T, or uniform; in a mixture,
+  weight_c * (the same within component c), with weights normalised over the components present."""
   lengths = np.asarray(episode_lengths, np.float64)
   if weighting == "length":
     weights = lengths
@@ -20,7 +28,15 @@ def episode_probabilities(episode_lengths, weighting="length"):
     weights = np.ones_like(lengths)
   else:
     raise ValueError(f"unknown episode weighting {weighting!r}; expected one of {EPISODE_WEIGHTINGS}")
-  return weights / weights.sum()
+  if component_weights is None:  # one dataset
+    return weights / weights.sum()
+  component_ids = np.asarray(component_ids, np.int64)
+  component_weights = np.asarray(component_weights, np.float64)
+  totals = np.bincount(component_ids, weights=weights, minlength=len(component_weights))
+  present = totals > 0
+  share = np.where(present, component_weights, 0.0)
+  share = share / share.sum()
+  return weights / totals[component_ids] * share[component_ids]
 
 
 def sample_step_indices(rng, length, num_samples):
@@ -34,18 +50,33 @@ def sample_step_indices(rng, length, num_samples):
 class BatchPlan:
   episode_ids: np.ndarray  # [B] int64, positions in the dataset index
   sample_indices: np.ndarray  # [B, K] int32, step indices within each episode
+  negative: np.ndarray = None  # [B] bool: conditioned on another task's instruction
+  instruction_ids: np.ndarray = None  # [B] int32: the instruction conditioned on (with negatives)
 
 
 class RRDSampler:
-  """Draws `episodes_per_batch` episodes (i.i.d., with replacement) and K steps in each."""
+  """Draws `episodes_per_batch` episodes (i.i.d., with replacement) and K steps in each.
+
+  component_ids/component_weights: a mixture (see episode_probabilities).
+  negatives_ratio/instruction_ids: each sampled episode is, with this probability, conditioned on
+  an instruction drawn uniformly from the other instructions among `instruction_ids`.
+  """
 
   def __init__(self, episode_lengths, *, episodes_per_batch, sample_size, seed,
-               weighting="length"):
+               weighting="length", component_ids=None, component_weights=None,
+               negatives_ratio=0.0, instruction_ids=None):
     self.episode_lengths = np.asarray(episode_lengths, np.int64)
-    self.probabilities = episode_probabilities(self.episode_lengths, weighting)
+    self.probabilities = episode_probabilities(self.episode_lengths, weighting, component_ids,
+                                               component_weights)
     self.episodes_per_batch = int(episodes_per_batch)
     self.sample_size = int(sample_size)
     self.seed = int(seed)
+    self.negatives_ratio = float(negatives_ratio)
+    if self.negatives_ratio > 0:
+      self.instruction_ids = np.asarray(instruction_ids, np.int32)
+      self.candidates = np.unique(self.instruction_ids)
+      if len(self.candidates) < 2:
+        raise ValueError("negatives need episodes with at least 2 different instructions")
 
   def plan(self, step):
     rng = np.random.default_rng([self.seed, int(step)])
@@ -54,4 +85,11 @@ class RRDSampler:
     sample_indices = np.stack([
         sample_step_indices(rng, self.episode_lengths[e], self.sample_size) for e in episode_ids
     ]).astype(np.int32)
-    return BatchPlan(episode_ids=episode_ids.astype(np.int64), sample_indices=sample_indices)
+    plan = BatchPlan(episode_ids=episode_ids.astype(np.int64), sample_indices=sample_indices)
+    if self.negatives_ratio > 0:  # drawn after the plan above, which stays as without negatives
+      own = self.instruction_ids[episode_ids]
+      negative = rng.random(len(episode_ids)) < self.negatives_ratio
+      other = returns.mismatched_instructions(rng, own, self.candidates)
+      plan = dataclasses.replace(plan, negative=negative,
+                                 instruction_ids=np.where(negative, other, own).astype(np.int32))
+    return plan

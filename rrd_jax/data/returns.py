@@ -1,0 +1,66 @@
+"""Return definitions: what each episode's target return R (and its per-step "true" reward) is.
+
+RRD fits per-step rewards whose sum matches R, so R must vary between episodes. LIBERO demos all
+have return 1 (reward 1.0 on the last step), so the raw sum teaches nothing; config.returns offers:
+  - kind "sum": R = sum of the dataset's reward field (per step: the reward);
+  - kind "time_penalty": R = sum - c*T (per step: reward - c), i.e. success - c*T for LIBERO demos:
+    among successful demos, faster ones are better;
+  - negatives (returns.negatives_ratio > 0): an episode's frames paired with another task's
+    instruction get return `negative_return` (per step: negative_return / T); the model must be
+    conditioned on the instruction (model.use_instruction) to tell them apart. Negatives are drawn
+    by the sampler (rrd_jax/data/sampling.py); this module defines the positive targets.
+In a mixture each component has its own return kind and time penalty.
+"""
+
+import dataclasses
+
+import numpy as np
+
+RETURN_KINDS = ("sum", "time_penalty")
+
+
+@dataclasses.dataclass(frozen=True)
+class Targets:
+  """Per-episode training targets, aligned with an EpisodeIndex."""
+  returns: np.ndarray  # [N] float64: the defined return R
+  reward_offsets: np.ndarray  # [N] float32: added to every step's dataset reward (-c or 0)
+  success: np.ndarray  # [N] bool: the dataset's raw return is > 0
+
+
+def reward_offset(kind, time_penalty):
+  """The per-step offset of a return kind."""
+  if kind == "sum":
+    return 0.0
+  if kind == "time_penalty":
+    return -float(time_penalty)
+  raise ValueError(f"unknown return kind {kind!r}; expected one of {RETURN_KINDS}")
+
+
+def episode_targets(raw_returns, lengths, offsets):
+  """Targets from raw returns (sums of the reward field), lengths and per-episode offsets."""
+  raw_returns = np.asarray(raw_returns, np.float64)
+  offsets = np.asarray(offsets, np.float32)
+  returns = raw_returns + offsets.astype(np.float64) * np.asarray(lengths, np.float64)
+  return Targets(returns=returns, reward_offsets=offsets, success=raw_returns > 0)
+
+
+def raw_targets(index):
+  """Targets that are the dataset's own rewards (kind "sum" everywhere)."""
+  return episode_targets(index.returns, index.lengths, np.zeros(len(index), np.float32))
+
+
+def mismatched_instructions(rng, own_ids, candidate_ids):
+  """For each own instruction id, a different id drawn uniformly from `candidate_ids`.
+
+  candidate_ids: sorted unique instruction ids (at least 2). Returns [len(own_ids)] int32.
+  """
+  own_ids = np.asarray(own_ids)
+  candidates = np.asarray(candidate_ids)
+  # Draw among the candidates minus own: position j in [0, n-1) skips own's position.
+  own_pos = np.searchsorted(candidates, own_ids)
+  own_in = (own_pos < len(candidates)) & (candidates[np.minimum(own_pos, len(candidates) - 1)]
+                                          == own_ids)
+  n_other = len(candidates) - own_in.astype(np.int64)
+  draw = np.floor(rng.random(len(own_ids)) * n_other).astype(np.int64)
+  draw = np.where(own_in & (draw >= own_pos), draw + 1, draw)
+  return candidates[draw].astype(np.int32)
