@@ -50,6 +50,8 @@ def get_config(variant=""):
   data.episode_weighting = "length"  # "length": episodes drawn with prob. proportional to T; "uniform".
   data.eval_fraction = 0.1  # Fraction of episodes held out for evaluation (by file_path hash).
   data.num_parallel_calls = -1  # tf.data parallel episode loads (-1 = AUTOTUNE).
+  data.cache = "none"  # "none": stream with tf.data; "host"/"device": decode every training frame
+  #                      once into host RAM / accelerator memory (device: sampling inside the jit).
   data.skip_bad_episodes = False  # True: skip unreadable / non-finite episodes (counted) instead of failing.
 
   config.returns = returns = ml_collections.ConfigDict()

@@ -7,6 +7,7 @@ import os
 import ml_collections
 
 from rrd_jax.checkpoint import is_checkpoint_name
+from rrd_jax.data.cache import CACHE_KINDS
 from rrd_jax.data.returns import RETURN_KINDS
 from rrd_jax.data.sampling import EPISODE_WEIGHTINGS
 from rrd_jax.errors import UserError
@@ -53,6 +54,8 @@ def validate(config):
   _check(config.profile.start_step >= 0 and config.profile.num_steps >= 1,
          f"profile.start_step must be >= 0 and profile.num_steps >= 1, got "
          f"{config.profile.start_step} and {config.profile.num_steps}")
+  _check(data.cache in CACHE_KINDS,
+         f"data.cache must be one of {', '.join(CACHE_KINDS)}, got {data.cache!r}")
   _validate_returns(config)
   _check(is_checkpoint_name(config.checkpoint.restore),
          f"checkpoint.restore must be latest, best or a step number, "

@@ -24,8 +24,9 @@ class StepProfiler:
   def enabled(self):
     return self.start_step >= 1
 
-  def before_step(self, step):
-    if self.enabled and step == self.start_step:
+  def before_step(self, step, last_step=None):
+    """Called before steps [step, last_step] run (one step unless a call runs several)."""
+    if self.enabled and not self.active and step <= self.start_step <= (last_step or step):
       jax.profiler.start_trace(self.directory)
       self.active = True
 

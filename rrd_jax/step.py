@@ -52,16 +52,37 @@ def _loss_and_metrics(apply_fn, params, batch, input_keys, rrd_config):
   return loss, metrics
 
 
+def _update(state, batch, input_keys, rrd_config):
+  grad_fn = jax.grad(functools.partial(_loss_and_metrics, state.apply_fn, input_keys=input_keys,
+                                       rrd_config=rrd_config), argnums=0, has_aux=True)
+  grads, metrics = grad_fn(state.params, batch)
+  metrics["grad_norm"] = optax.tree.norm(grads)
+  return state.apply_gradients(grads=grads), metrics
+
+
+def make_cached_train_fn(input_keys, rrd_config, mesh, cache):
+  """(state, table, probabilities, first_step, num_steps) -> (state, mean metrics): num_steps
+  updates in one call (lax.scan), each on the batch `cache.sample` draws inside jit for its step
+  from the device-resident frame table (rrd_jax/data/cache.py DeviceCache)."""
+  batch_sharding = parallel.batch_sharding(mesh)
+
+  def run(state, table, probabilities, first_step, num_steps):
+    def body(state, step):
+      batch = jax.lax.with_sharding_constraint(cache.sample(table, probabilities, step),
+                                               batch_sharding)
+      return _update(state, batch, input_keys, rrd_config)
+
+    state, metrics = jax.lax.scan(body, state, first_step + jnp.arange(num_steps))
+    return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+
+  return jax.jit(run, static_argnums=(4,), donate_argnums=(0,),
+                 out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)))
+
+
 def make_train_step(input_keys, rrd_config, mesh):
   """(state, batch) -> (state, metrics); batch leaves are [B, K, ...] sharded over `data`."""
 
-  def train_step(state, batch):
-    grad_fn = jax.grad(functools.partial(_loss_and_metrics, state.apply_fn, input_keys=input_keys,
-                                         rrd_config=rrd_config), argnums=0, has_aux=True)
-    grads, metrics = grad_fn(state.params, batch)
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    return state.apply_gradients(grads=grads), metrics
-
+  train_step = functools.partial(_update, input_keys=input_keys, rrd_config=rrd_config)
   return jax.jit(train_step, in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
                  out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
                  donate_argnums=(0,))

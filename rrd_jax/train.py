@@ -16,15 +16,18 @@ from absl import flags
 from ml_collections import config_flags
 
 from rrd_jax import checkpoint, config_utils, evaluation, metrics, models, parallel, plots, profiling
-from rrd_jax import run_dir
+from rrd_jax import run_dir, steppers
 from rrd_jax import step as step_lib
 from rrd_jax.data import pipeline, returns, rlds, source
 from rrd_jax.errors import UserError, exit_with_error, run_app, unknown_config_field_message
 
 
 def _mean_metrics(metric_list):
-  fetched = jax.device_get(metric_list)
-  return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+  """Mean of metric dicts, or of (metrics, weight) pairs (a call's mean over its steps)."""
+  pairs = [m if isinstance(m, tuple) else (m, 1) for m in metric_list]
+  fetched = jax.device_get([m for m, _ in pairs])
+  weights = np.asarray([w for _, w in pairs], np.float64)
+  return {k: float(np.average([m[k] for m in fetched], weights=weights)) for k in fetched[0]}
 
 
 def _sampler_kwargs(config, seed):
@@ -153,21 +156,17 @@ def train_and_evaluate(config, workdir, log=print):
     if main_process:
       run_dir.truncate_metrics(workdir, start_step)
   state = jax.device_put(state, parallel.replicated(mesh))
-  train_step = step_lib.make_train_step(input_keys, config.rrd, mesh)
   eval_step = step_lib.make_eval_step(input_keys, config.rrd, mesh)
   predict_fn = step_lib.make_predict_fn(model.apply, input_keys, mesh)
-  batch_sharding = parallel.batch_sharding(mesh)
   logger = metrics.MetricsLogger(workdir, enabled=main_process)
   checkpointer = checkpoint.Checkpointer(checkpoint_dir, every_steps=config.checkpoint.every_steps,
                                          keep=config.checkpoint.keep,
                                          keep_best=config.checkpoint.keep_best and len(eval_ids) > 0)
   num_steps = config.train.num_steps
-  train_data = pipeline.train_dataset(loader, train_ids, sampler_kwargs=sampler_kwargs,
-                                      start_step=start_step,
-                                      num_steps=max(0, num_steps - start_step),
-                                      num_parallel_calls=config.data.num_parallel_calls,
-                                      negative_return=config.returns.negative_return,
-                                      **_process_args())
+  stepper = steppers.make_stepper(config, loader, train_ids, mesh, input_keys, sampler_kwargs,
+                                  start_step, _process_args(), log=log)
+  boundaries = [b for b in (config.train.log_every, config.train.eval_every,
+                            config.checkpoint.every_steps) if b > 0]
 
   def run_eval(step):
     results, (predicted, true) = evaluate(state, eval_step, predict_fn, loader, eval_ids, config,
@@ -184,25 +183,25 @@ def train_and_evaluate(config, workdir, log=print):
   profiler = profiling.StepProfiler(config.profile, os.path.join(workdir, "tensorboard"), log=log)
   pending, last_log, data_wait, results = [], time.perf_counter(), 0.0, None
   bar = metrics.progress_bar(num_steps, "train", initial=min(start_step, num_steps))
-  batches = train_data.as_numpy_iterator()
-  for step in range(start_step + 1, num_steps + 1):
-    profiler.before_step(step)
-    with jax.profiler.StepTraceAnnotation("train", step_num=step):
-      wait_start = time.perf_counter()
-      with jax.profiler.TraceAnnotation("data_wait"):
-        batch = next(batches)
-      data_wait += time.perf_counter() - wait_start
-      with jax.profiler.TraceAnnotation("compute"):
-        state, step_metrics = train_step(state, parallel.to_global(batch, batch_sharding))
+  step = start_step
+  while step < num_steps:
+    # Calls that run several steps (device cache) end on every log/eval/checkpoint boundary.
+    chunk = min([num_steps - step] + [b - step % b for b in boundaries])
+    profiler.before_step(step + 1, step + chunk)
+    with jax.profiler.StepTraceAnnotation("train", step_num=step + 1):
+      state, step_metrics, ran, waited = stepper.advance(state, step, chunk)
+    step += ran
+    data_wait += waited
     profiler.after_step(step, step_metrics)
-    pending.append(step_metrics)
-    bar.update(1)
+    pending.append((step_metrics, ran))
+    bar.update(ran)
     if step % config.train.log_every == 0 or step == num_steps:
+      steps_logged = sum(n for _, n in pending)
       scalars = {f"train/{k}": v for k, v in _mean_metrics(pending).items()}  # waits for the device
       elapsed = time.perf_counter() - last_log
-      scalars.update({"train/steps_per_s": len(pending) / max(elapsed, 1e-9),
-                      "train/data_wait_s_per_step": data_wait / len(pending),
-                      "train/compute_s_per_step": (elapsed - data_wait) / len(pending),
+      scalars.update({"train/steps_per_s": steps_logged / max(elapsed, 1e-9),
+                      "train/data_wait_s_per_step": data_wait / steps_logged,
+                      "train/compute_s_per_step": (elapsed - data_wait) / steps_logged,
                       "train/data_wait_fraction": data_wait / max(elapsed, 1e-9)})
       pending, last_log, data_wait = [], time.perf_counter(), 0.0
       if not np.isfinite(scalars["train/loss"]):

@@ -4,6 +4,8 @@ trained from episode returns alone recovers which steps earned the reward on hel
 import json
 import os
 
+import pytest
+
 from conftest import tiny_config
 from rrd_jax import train
 from rrd_jax.data import embedded
@@ -12,10 +14,18 @@ LEARNING = embedded.EmbeddedParams(num_episodes=1500, min_length=12, max_length=
                                    seed=3, num_shards=4)
 
 
-def test_learned_reward_tracks_true_reward_on_held_out_episodes(tmp_path_factory):
-  dataset_dir = embedded.build_embedded_dataset(str(tmp_path_factory.mktemp("learning")), LEARNING)
+@pytest.fixture(scope="module")
+def learning_dataset_dir(tmp_path_factory):
+  return embedded.build_embedded_dataset(str(tmp_path_factory.mktemp("learning")), LEARNING)
+
+
+# The same job streamed with tf.data and with the device-resident frame cache (sampling in jit).
+@pytest.mark.parametrize("cache", ["none", "device"])
+def test_learned_reward_tracks_true_reward_on_held_out_episodes(learning_dataset_dir, cache,
+                                                                tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("learning_run") / "w")
-  config = tiny_config(dataset_dir, **{
+  config = tiny_config(learning_dataset_dir, **{
+      "data.cache": cache,
       "rrd.sample_size": 8, "rrd.episodes_per_batch": 16, "model.hidden_sizes": (256, 256),
       "train.num_steps": 800, "train.log_every": 50, "train.eval_every": 400,
       "train.eval_episodes": 150, "train.eval_batches": 2, "train.predict_batch_size": 256,

@@ -1,0 +1,72 @@
+"""How the training loop advances: one streamed (or host-cached) batch per call, or many steps per
+call on a device-resident frame table (config.data.cache; rrd_jax/data/cache.py)."""
+
+import time
+
+import jax
+
+from rrd_jax import parallel
+from rrd_jax import step as step_lib
+from rrd_jax.data import cache, pipeline
+
+
+class BatchStepper:
+  """Feeds host batches (tf.data stream or host cache) to the jitted train step, one per call."""
+
+  def __init__(self, batches, train_step, mesh):
+    self.batches = batches
+    self.train_step = train_step
+    self.sharding = parallel.batch_sharding(mesh)
+
+  def advance(self, state, step, max_steps):
+    """Runs step `step` (0-based batch index); returns (state, metrics, steps run, data wait s)."""
+    del step, max_steps
+    wait_start = time.perf_counter()
+    with jax.profiler.TraceAnnotation("data_wait"):
+      batch = next(self.batches)
+    data_wait = time.perf_counter() - wait_start
+    with jax.profiler.TraceAnnotation("compute"):
+      state, metrics = self.train_step(state, parallel.to_global(batch, self.sharding))
+    return state, metrics, 1, data_wait
+
+
+class DeviceStepper:
+  """Runs up to `max_steps` steps per call on the device frame table (no host work per step)."""
+
+  def __init__(self, device_cache, cached_fn):
+    self.cache = device_cache
+    self.fn = cached_fn
+
+  def advance(self, state, step, max_steps):
+    state, metrics = self.fn(state, self.cache.table, self.cache.probabilities, step, max_steps)
+    return state, metrics, max_steps, 0.0
+
+
+def make_stepper(config, loader, train_ids, mesh, input_keys, sampler_kwargs, start_step,
+                 process_args, log=print):
+  """The stepper for config.data.cache ("none", "host" or "device")."""
+  kind = config.data.cache
+  num_steps = max(0, config.train.num_steps - start_step)
+  negative_return = config.returns.negative_return
+  if kind == "none":
+    batches = pipeline.train_dataset(
+        loader, train_ids, sampler_kwargs=sampler_kwargs, start_step=start_step,
+        num_steps=num_steps, num_parallel_calls=config.data.num_parallel_calls,
+        negative_return=negative_return, **process_args).as_numpy_iterator()
+    return BatchStepper(batches, step_lib.make_train_step(input_keys, config.rrd, mesh), mesh)
+  log(f"Caching the {len(train_ids)} training episodes' frames in {kind} memory "
+      f"({cache.table_bytes(loader, train_ids) / 2**30:.2f} GiB) ...")
+  table = cache.build_table(loader, train_ids)
+  component_ids = loader.component_ids[train_ids]
+  if kind == "host":
+    if process_args["process_count"] > 1:
+      raise NotImplementedError("data.cache=host with several processes")
+    host = cache.HostCache(table, loader.inputs, sampler_kwargs=sampler_kwargs,
+                           component_ids=component_ids, negative_return=negative_return)
+    return BatchStepper(host.batches(start_step, num_steps),
+                        step_lib.make_train_step(input_keys, config.rrd, mesh), mesh)
+  device_cache = cache.DeviceCache(table, loader.inputs, sampler_kwargs=sampler_kwargs,
+                                   component_ids=component_ids, negative_return=negative_return,
+                                   sharding=parallel.replicated(mesh))
+  return DeviceStepper(device_cache,
+                       step_lib.make_cached_train_fn(input_keys, config.rrd, mesh, device_cache))
