@@ -47,9 +47,10 @@ def _last_line(text):
   return " ".join(lines)
 
 
-def run_app(main):
+def run_app(main, positional=None):
   """absl `app.run` for our CLIs: flag errors and UserErrors print one sentence and exit 2,
-  and library INFO logging (orbax, absl) is kept off the console."""
+  and library INFO logging (orbax, absl) is kept off the console. positional: the name of a
+  string flag that one positional argument may set instead (`tool PATH` == `tool --name=PATH`)."""
   from absl import app, flags, logging  # pylint: disable=import-outside-toplevel
 
   def parse(argv):
@@ -62,6 +63,8 @@ def run_app(main):
 
   def wrapped(argv):
     logging.set_verbosity(logging.WARNING)
+    if positional and len(argv) == 2 and not flags.FLAGS[positional].present:
+      flags.FLAGS[positional].value = argv.pop()
     if len(argv) > 1:
       raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     return main(argv)

@@ -31,6 +31,8 @@ EEF_RADIUS = 0.05
 GENERATOR_REVISION = 1  # bump when generate_episode changes, so cached copies are regenerated
 INSTRUCTIONS = ("touch the red block", "reach for the red block", "tap the red block")
 TASKS = ("touch", "instructed")
+REWARD_DOCS = {"touch": "Dense reward: 1.0 while touching the block.",
+               "instructed": "1.0 on the last step of a successful episode, else 0."}
 BLOCK_COLOURS = {"red": (0.85, 0.1, 0.1), "green": (0.1, 0.65, 0.2), "yellow": (0.9, 0.8, 0.1)}
 
 
@@ -189,7 +191,7 @@ def generate_episode(params, episode_index):
   return {"steps": steps, "episode_metadata": {"file_path": file_path}}
 
 
-def libero_features(image_size):
+def libero_features(image_size, reward_doc="Reward."):
   """The LIBERO RLDS feature spec (images at `image_size`)."""
   image = lambda doc: tfds.features.Image(shape=(image_size, image_size, 3), dtype=np.uint8,
                                           encoding_format="jpeg", doc=doc)
@@ -207,7 +209,7 @@ def libero_features(image_size):
           "action": tfds.features.Tensor(shape=(7,), dtype=np.float32,
                                          doc="EEF delta (6) and gripper (1)."),
           "discount": scalar(np.float32, "Discount, 1.0 everywhere."),
-          "reward": scalar(np.float32, "Dense reward: 1.0 while touching the block."),
+          "reward": scalar(np.float32, reward_doc),
           "is_first": scalar(np.bool_, "True on the first step."),
           "is_last": scalar(np.bool_, "True on the last step."),
           "is_terminal": scalar(np.bool_, "True on the last step."),
@@ -231,7 +233,7 @@ class RrdSyntheticLibero(tfds.core.GeneratorBasedBuilder):
 
   def _info(self):
     return self.dataset_info_from_configs(
-        features=libero_features(self._params.image_size),
+        features=libero_features(self._params.image_size, reward_doc=REWARD_DOCS[self._params.task]),
         description=__doc__,
         metadata=tfds.core.MetadataDict(generator_params=dataclasses.asdict(self._params)),
     )

@@ -1,0 +1,225 @@
+"""Describe an RLDS dataset before training a reward model on it.
+
+python -m rrd_jax.inspect DATASET_DIR [--plot OUT.png] [--reward_key reward ...]
+
+Prints the features (flattened keys with shape, dtype and kind), episode and step counts, the
+episode length and return distributions, the instructions with their episode counts, and a
+WARNING when every episode has (nearly) the same return: return decomposition then has nothing to
+learn from, and the remedies are printed. --plot writes length and return histograms (PNG).
+Lengths and returns come from rlds.build_index (no image is decoded).
+"""
+
+import collections
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import flags
+
+from rrd_jax.data import rlds
+from rrd_jax.errors import UserError, run_app
+
+CONSTANT_RETURN_REMEDY = (
+    "use config.returns.kind=time_penalty (R = success - c*T) and/or "
+    "config.returns.negatives_ratio>0 (instruction-relabelled negatives), or mix in failed "
+    "rollouts with config.data.mixture")
+MAX_INSTRUCTIONS = 40  # listed in the report; the rest are counted
+
+
+def flat_features(features, prefix=""):
+  """[(key, feature)] of the leaf features, keys '/'-joined ('steps/observation/image')."""
+  if isinstance(features, tfds.features.Sequence):  # includes tfds.features.Dataset (RLDS steps)
+    return flat_features(features.feature, prefix)
+  if isinstance(features, tfds.features.FeaturesDict):
+    leaves = []
+    for key, feature in features.items():
+      leaves += flat_features(feature, f"{prefix}{key}/")
+    return leaves
+  return [(prefix.rstrip("/"), features)]
+
+
+def describe_feature(feature):
+  """(kind, shape, dtype) strings, e.g. ('Image jpeg', '(256, 256, 3)', 'uint8')."""
+  kind = type(feature).__name__
+  encoding = getattr(feature, "encoding_format", None)
+  if encoding:
+    kind += f" {encoding}"
+  return kind, str(tuple(feature.shape)), feature.tf_dtype.name
+
+
+def returns_are_constant(returns):
+  """True when the returns cannot rank episodes: one distinct value, or a negligible spread."""
+  returns = np.asarray(returns, np.float64)
+  return (len(np.unique(returns)) == 1
+          or returns.std() < 1e-6 * max(1.0, abs(float(returns.mean()))))
+
+
+def summarize(index):
+  """The numbers the report prints (JSON-able)."""
+  lengths, returns = index.lengths, index.returns
+  counts = collections.Counter(index.instructions)
+  return {
+      "episodes": len(index),
+      "steps": int(lengths.sum()),
+      "length": {"min": int(lengths.min()), "mean": float(lengths.mean()),
+                 "median": float(np.median(lengths)), "max": int(lengths.max())},
+      "return": {"min": float(returns.min()), "mean": float(returns.mean()),
+                 "std": float(returns.std()), "max": float(returns.max()),
+                 "distinct": int(len(np.unique(returns)))},
+      "instructions": sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])),
+      "constant_returns": bool(returns_are_constant(returns)),
+  }
+
+
+def _keys(builder, overrides):
+  """FeatureKeys with the given overrides; the default instruction/file_path keys are dropped
+  when the dataset lacks them (a key passed explicitly must exist: build_index checks it)."""
+  keys = dataclasses.replace(rlds.FeatureKeys(), **{k: v for k, v in overrides.items()
+                                                    if v is not None})
+  flat = {key for key, _ in flat_features(builder.info.features)}
+  if overrides.get("instruction") is None and "steps/" + keys.instruction not in flat:
+    keys = dataclasses.replace(keys, instruction="")
+  if overrides.get("file_path") is None and keys.file_path not in flat:
+    keys = dataclasses.replace(keys, file_path="")
+  return keys
+
+
+def _fmt(value):
+  return f"{value:.6g}"
+
+
+def report_lines(builder, index, summary, reward_key="reward"):
+  """The report, as lines of text."""
+  info = builder.info
+  lines = [f"Dataset {index.dataset_dir}",
+           f"  name {info.name}, version {info.version}, splits: "
+           + ", ".join(f"{name} ({split.num_examples} episodes, {split.num_shards} shards)"
+                       for name, split in sorted(info.splits.items())),
+           "Features:"]
+  leaves = sorted((key, *describe_feature(feature))
+                  for key, feature in flat_features(info.features))
+  width = max(len(key) for key, *_ in leaves)
+  for key, kind, shape, dtype in leaves:
+    lines.append(f"  {key:<{width}}  {shape:<14} {dtype:<8} {kind}")
+  lines.append(f"Episodes: {summary['episodes']}   Steps: {summary['steps']}")
+  left_out = getattr(index, "report", None)
+  if left_out is not None and left_out.describe():
+    lines.append(f"  (not counted: {left_out.describe()})")
+  length, ret = summary["length"], summary["return"]
+  lines.append(f"Length: min {length['min']}  mean {length['mean']:.1f}  "
+               f"median {_fmt(length['median'])}  max {length['max']}")
+  lines.append(f"Return (sum of steps/{reward_key}): min {_fmt(ret['min'])}  "
+               f"mean {_fmt(ret['mean'])}  std {_fmt(ret['std'])}  max {_fmt(ret['max'])}  "
+               f"({ret['distinct']} distinct value{'s' if ret['distinct'] != 1 else ''})")
+  instructions = summary["instructions"]
+  if any(text for text, _ in instructions):
+    lines.append(f"Instructions ({len(instructions)}):")
+    for text, count in instructions[:MAX_INSTRUCTIONS]:
+      lines.append(f"  {count:>6}  {text or '(empty)'}")
+    if len(instructions) > MAX_INSTRUCTIONS:
+      lines.append(f"  ... and {len(instructions) - MAX_INSTRUCTIONS} more")
+  else:
+    lines.append("Instructions: none")
+  if summary["constant_returns"]:
+    lines.append(f"WARNING: the episode returns are (nearly) constant (mean {_fmt(ret['mean'])}, "
+                 f"std {_fmt(ret['std'])}, {ret['distinct']} distinct value"
+                 f"{'s' if ret['distinct'] != 1 else ''}), so return decomposition has nothing to "
+                 f"learn from; {CONSTANT_RETURN_REMEDY}.")
+  return lines
+
+
+def _check_plot_path(path):
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  from matplotlib.backend_bases import FigureCanvasBase  # pylint: disable=import-outside-toplevel
+  path = os.path.abspath(os.path.expanduser(path))
+  extension = os.path.splitext(path)[1].lstrip(".").lower()
+  supported = FigureCanvasBase.get_supported_filetypes()
+  if extension not in supported:
+    raise UserError(f"--plot {path}: unsupported image type {extension or '(no extension)'!r}; "
+                    "use a .png (or .pdf/.svg) file name")
+  parent = os.path.dirname(path)
+  if not os.path.isdir(parent):
+    raise UserError(f"--plot {path}: directory {parent} does not exist")
+  if os.path.isdir(path) or not os.access(parent, os.W_OK):
+    raise UserError(f"--plot {path} is not a writable file path")
+  return path
+
+
+def write_plot(path, index):
+  """Length and return histograms side by side."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+  low, high = int(index.lengths.min()), int(index.lengths.max())
+  left.hist(index.lengths, bins=np.arange(low, high + 2) - 0.5 if high - low < 50 else 50,
+            color="C0")
+  left.set_xlabel("episode length (steps)")
+  left.set_ylabel("episodes")
+  left.set_title(f"{len(index)} episodes, {int(index.lengths.sum())} steps", fontsize=9)
+  right.hist(index.returns, bins=min(50, max(1, len(np.unique(index.returns)))), color="C1")
+  right.set_xlabel("episode return")
+  right.set_title(f"return mean {index.returns.mean():.3g}, std {index.returns.std():.3g}",
+                  fontsize=9)
+  fig.tight_layout()
+  try:
+    fig.savefig(path, dpi=100)
+  except (OSError, ValueError) as e:
+    raise UserError(f"--plot {path} could not be written ({e})") from None
+  finally:
+    plt.close(fig)
+
+
+def inspect_dataset(dataset_dir, plot="", reward_key=None, instruction_key=None,
+                    file_path_key=None, proprio_key=None, action_key=None, log=print):
+  """Prints the report (and writes the plot); returns the summary dict."""
+  plot_path = _check_plot_path(plot) if plot else ""
+  builder = rlds.open_builder(dataset_dir)
+  keys = _keys(builder, {"reward": reward_key, "instruction": instruction_key,
+                         "file_path": file_path_key, "proprio": proprio_key, "action": action_key})
+  index = rlds.build_index(builder, keys, skip_bad=True)
+  if len(index) == 0 or int(index.lengths.sum()) == 0:
+    raise UserError(f"dataset {builder.data_dir} has no steps")
+  summary = summarize(index)
+  for line in report_lines(builder, index, summary, keys.reward):
+    log(line)
+  if plot_path:
+    write_plot(plot_path, index)
+    log(f"Wrote {plot_path}")
+  return summary
+
+
+def main():
+  dataset_dir = flags.DEFINE_string("dataset_dir", None,
+                                    "RLDS dataset version directory (holds dataset_info.json).")
+  plot = flags.DEFINE_string("plot", "", "Write length and return histograms to this PNG file.")
+  defaults = rlds.FeatureKeys()
+  key_flags = {
+      "reward": flags.DEFINE_string("reward_key", None,
+                                    f"Step reward feature (default {defaults.reward})."),
+      "instruction": flags.DEFINE_string(
+          "instruction_key", None,
+          f"Step instruction feature (default {defaults.instruction} if present; '' for none)."),
+      "file_path": flags.DEFINE_string(
+          "file_path_key", None,
+          f"Episode file-path feature (default {defaults.file_path} if present; '' for none)."),
+      "proprio": flags.DEFINE_string("proprio_key", None,
+                                     f"Step state feature (default {defaults.proprio})."),
+      "action": flags.DEFINE_string("action_key", None,
+                                    f"Step action feature (default {defaults.action})."),
+  }
+
+  def run(argv):
+    del argv
+    if not dataset_dir.value:
+      raise UserError("a dataset directory is required: python -m rrd_jax.inspect DATASET_DIR")
+    inspect_dataset(dataset_dir.value, plot.value,
+                    **{f"{name}_key": flag.value for name, flag in key_flags.items()})
+
+  run_app(run, positional="dataset_dir")
+
+
+if __name__ == "__main__":
+  main()
