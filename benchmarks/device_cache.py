@@ -1,0 +1,141 @@
+"""device_cache: training steps/s with the device-resident frame table (data.cache=device: episode
+and index sampling plus frame gathering inside the jitted step, lax.scan over many steps per call)
+vs its ceiling (the same scanned update on one fixed device-resident batch: no sampling, no
+gathering) vs the tf.data stream (data.cache=none). One process, side by side, warm-up excluded.
+
+python -m benchmarks.device_cache [--quick] [--config configs/libero_rrd.py] [--out RESULT.json]
+
+Figures: cache_steps_per_s, ceiling_steps_per_s, fraction_of_ceiling (= cache / ceiling; goal
+>= 0.9), stream_steps_per_s, cache_speedup_vs_stream.
+"""
+
+import argparse
+import functools
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import common
+from rrd_jax import config_utils, models, parallel
+from rrd_jax import step as step_lib
+from rrd_jax.data import cache, pipeline, source
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _timed(fn, repeats):
+  """Median seconds of fn() (fn blocks until its result is ready)."""
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def run(quick=False, config_path=os.path.join(ROOT, "configs", "libero_rrd.py"), embedded_dir=""):
+  config = config_utils.load_config(config_path)
+  config.data.embedded_episodes = 200 if quick else 1000
+  if embedded_dir:
+    config.data.embedded_dir = embedded_dir
+  chunk = 10 if quick else 50  # steps per call (and per timed stream interval)
+  repeats = 3 if quick else 5
+  mesh = parallel.make_mesh()
+  data = source.open_source(config, source.resolve_components(config, log=lambda *_: None),
+                            log=lambda *_: None)
+  vocab = source.instruction_vocabulary(data.index.instructions)
+  inputs = pipeline.Inputs.from_config(config)
+  loader = pipeline.EpisodeLoader(data.builder, data.index, data.keys, inputs,
+                                  instruction_vocab=vocab, targets=data.targets,
+                                  component_ids=data.component_ids)
+  ids = np.arange(len(data.index))
+  sampler_kwargs = dict(episodes_per_batch=config.rrd.episodes_per_batch,
+                        sample_size=config.rrd.sample_size, seed=0,
+                        weighting=config.data.episode_weighting)
+  model = models.build_model(config.model, num_instructions=len(vocab))
+  input_keys = models.model_input_keys(config.model)
+
+  # Stream: the tf.data path feeding the jitted step, one batch per step.
+  stream = pipeline.train_dataset(loader, ids, sampler_kwargs=sampler_kwargs).as_numpy_iterator()
+  example = next(stream)
+  state = step_lib.create_train_state(model, config.optim, {k: example[k][0] for k in input_keys},
+                                      jax.random.PRNGKey(0))
+  state = jax.device_put(state, parallel.replicated(mesh))
+  train_step = step_lib.make_train_step(input_keys, config.rrd, mesh)
+  sharding = parallel.batch_sharding(mesh)
+  holder = {"state": state}
+
+  def stream_steps():
+    s = holder["state"]
+    for _ in range(chunk):
+      s, m = train_step(s, parallel.to_global(next(stream), sharding))
+    jax.block_until_ready(m)
+    holder["state"] = s
+
+  stream_steps()  # warm-up (compilation)
+  build_start = time.perf_counter()
+  table = cache.build_table(loader, ids, progress=False)
+  build_s = time.perf_counter() - build_start
+  device = cache.DeviceCache(table, inputs, sampler_kwargs=sampler_kwargs,
+                             component_ids=loader.component_ids,
+                             sharding=parallel.replicated(mesh))
+  cached_fn = step_lib.make_cached_train_fn(input_keys, config.rrd, mesh, device)
+  step_counter = {"step": 0}
+
+  def cache_steps():
+    s, m = cached_fn(holder["state"], device.table, device.probabilities,
+                     step_counter["step"], chunk)
+    jax.block_until_ready(m)
+    holder["state"] = s
+    step_counter["step"] += chunk
+
+  # Ceiling: the same scanned update on one fixed, device-resident batch.
+  fixed = jax.device_put(device.sample(device.table, device.probabilities, 0), sharding)
+  update = functools.partial(step_lib._update, input_keys=input_keys,  # pylint: disable=protected-access
+                             rrd_config=config.rrd)
+
+  @functools.partial(jax.jit, static_argnums=(2,), donate_argnums=(0,))
+  def ceiling_fn(s, batch, n):
+    s, metrics = jax.lax.scan(lambda s, _: update(s, batch), s, jnp.arange(n))
+    return s, jax.tree.map(lambda m: m.mean(0), metrics)
+
+  def ceiling_steps():
+    s, m = ceiling_fn(holder["state"], fixed, chunk)
+    jax.block_until_ready(m)
+    holder["state"] = s
+
+  cache_steps()
+  ceiling_steps()  # warm-ups
+  times = {"stream": [], "cache": [], "ceiling": []}
+  for _ in range(repeats):  # interleaved, so load changes hit all three alike
+    for name, fn in (("stream", stream_steps), ("cache", cache_steps), ("ceiling", ceiling_steps)):
+      times[name].append(_timed(fn, 1))
+  rate = {k: chunk / float(np.median(v)) for k, v in times.items()}
+  return {
+      "config": os.path.relpath(config_path, ROOT),
+      "image_size": config.data.image_size, "episodes_per_batch": config.rrd.episodes_per_batch,
+      "sample_size": config.rrd.sample_size, "episodes": len(ids),
+      "frames_cached": int(table.length.sum()), "cache_build_s": build_s,
+      "table_mbytes": sum(v.nbytes for v in table.frames.values()) / 2**20,
+      "steps_per_call": chunk, "device": str(jax.devices()[0].device_kind),
+      "cache_steps_per_s": rate["cache"], "ceiling_steps_per_s": rate["ceiling"],
+      "fraction_of_ceiling": rate["cache"] / rate["ceiling"],
+      "stream_steps_per_s": rate["stream"],
+      "cache_speedup_vs_stream": rate["cache"] / rate["stream"],
+  }
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--config", default=os.path.join(ROOT, "configs", "libero_rrd.py"))
+  parser.add_argument("--out", default="")
+  args = parser.parse_args()
+  common.emit(run(args.quick, args.config), args.out)
+
+
+if __name__ == "__main__":
+  main()
