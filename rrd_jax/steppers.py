@@ -8,6 +8,7 @@ import jax
 from rrd_jax import parallel
 from rrd_jax import step as step_lib
 from rrd_jax.data import cache, pipeline
+from rrd_jax.errors import UserError
 
 
 class BatchStepper:
@@ -54,13 +55,14 @@ def make_stepper(config, loader, train_ids, mesh, input_keys, sampler_kwargs, st
         num_steps=num_steps, num_parallel_calls=config.data.num_parallel_calls,
         negative_return=negative_return, **process_args).as_numpy_iterator()
     return BatchStepper(batches, step_lib.make_train_step(input_keys, config.rrd, mesh), mesh)
+  if process_args["process_count"] > 1:
+    raise UserError(f"data.cache={kind} supports single-process jobs; use data.cache=none with "
+                    f"{process_args['process_count']} processes")
   log(f"Caching the {len(train_ids)} training episodes' frames in {kind} memory "
       f"({cache.table_bytes(loader, train_ids) / 2**30:.2f} GiB) ...")
   table = cache.build_table(loader, train_ids)
   component_ids = loader.component_ids[train_ids]
   if kind == "host":
-    if process_args["process_count"] > 1:
-      raise NotImplementedError("data.cache=host with several processes")
     host = cache.HostCache(table, loader.inputs, sampler_kwargs=sampler_kwargs,
                            component_ids=component_ids, negative_return=negative_return)
     return BatchStepper(host.batches(start_step, num_steps),

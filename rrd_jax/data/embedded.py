@@ -6,8 +6,9 @@ where the end-effector touches the block (centre distance < TOUCH_RADIUS) and 0 
 returns vary between episodes and which steps earned them is visible in the image (the block's
 position is in no low-dim feature).
 
-Task "instructed" (LIBERO-like demos): three blocks (red, green, yellow); the instruction names one
-("touch the green block"). A successful episode moves to that block at its own pace and ends when
+Task "instructed" (LIBERO-like demos): three blocks; the instruction names the one in colour
+("touch the green block"), the two others are grey distractors (each task has its own scene, as in
+LIBERO-10). A successful episode moves to that block at its own pace and ends when
 touching it, with reward 1.0 on the last step only, as in LIBERO's RLDS demos (every return is 1).
 With success_rate < 1 (policy rollouts) a failed episode goes to a wrong block, wanders and is cut
 at max_length with reward 0 everywhere.
@@ -34,6 +35,7 @@ TASKS = ("touch", "instructed")
 REWARD_DOCS = {"touch": "Dense reward: 1.0 while touching the block.",
                "instructed": "1.0 on the last step of a successful episode, else 0."}
 BLOCK_COLOURS = {"red": (0.85, 0.1, 0.1), "green": (0.1, 0.65, 0.2), "yellow": (0.9, 0.8, 0.1)}
+DISTRACTOR_COLOUR = (0.35, 0.35, 0.35)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +140,9 @@ def _instructed_motion(params, rng, target, success):
   positions = np.asarray(positions, np.float32)
   reward = np.zeros(len(positions), np.float32)
   reward[-1] = float(done)
-  scene = [(blocks[i], BLOCK_COLOURS[c]) for i, c in enumerate(colours)]
+  # Each task has its own scene, as in LIBERO-10: its named block among grey distractors.
+  scene = [(blocks[i], BLOCK_COLOURS[c] if i == target else DISTRACTOR_COLOUR)
+           for i, c in enumerate(colours)]
   return positions, np.asarray(fingers), reward, scene
 
 
