@@ -15,7 +15,8 @@ from rrd_jax import config_utils
 from rrd_jax.errors import UserError
 
 # Fields that may change between a run and its resumption without changing what it computes.
-RESUMABLE_CHANGES = ("train.num_steps", "checkpoint.overwrite", "checkpoint.restore",
+RESUMABLE_CHANGES = ("train.num_steps", "train.total_env_steps", "checkpoint.overwrite",
+                     "checkpoint.restore",
                      "profile.start_step", "profile.num_steps", "profile.dir", "profile.server_port")
 RUN_FILES = ("config.json", "metrics.jsonl", "final_metrics.json", "tensorboard", "checkpoints")
 

@@ -1,0 +1,157 @@
+"""Learning curves of online runs: python -m rrd_jax.plot_runs DIR... [--out cmp.png] [--summary S.json]
+
+Each DIR is a run's workdir (or a directory whose subdirectories are runs). Runs are grouped by
+reward.kind (from each run's config.json; by env too when several envs appear); each group's
+eval/return curve is plotted as the mean +- std over its runs (seeds) on the env steps all of them
+reached. --summary writes, per group, the final mean / std / per-run returns as JSON.
+"""
+
+import argparse
+import collections
+import json
+import os
+import sys
+
+import numpy as np
+
+from rrd_jax import plots
+from rrd_jax.errors import UserError, cli_main
+
+plt = plots.plt
+CURVE_FILE = "learning_curve.png"
+
+
+def read_curve(workdir):
+  """(env_steps [N], eval returns [N]) from WORKDIR/metrics.jsonl (the last row per step)."""
+  points = {}
+  path = os.path.join(workdir, "metrics.jsonl")
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      for line in f:
+        try:
+          row = json.loads(line)
+        except json.JSONDecodeError:
+          continue
+        if row.get("eval/return") is not None:
+          points[int(row["step"])] = float(row["eval/return"])
+  steps = np.asarray(sorted(points), np.int64)
+  return steps, np.asarray([points[s] for s in steps], np.float64)
+
+
+def _run_config(workdir):
+  path = os.path.join(workdir, "config.json")
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)["config"]
+
+
+def save_learning_curve(workdir):
+  """WORKDIR/learning_curve.png: this run's eval/return against env steps."""
+  steps, returns = read_curve(workdir)
+  config = _run_config(workdir)
+  fig, ax = plt.subplots(figsize=(5.2, 3.6))
+  ax.plot(steps, returns, marker="o", ms=3)
+  ax.set_xlabel("environment steps")
+  ax.set_ylabel("eval return (true dense)")
+  ax.set_title(f"{config['env']['name']} - {config['reward']['kind']} (seed {config['seed']})",
+               fontsize=9)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  plots.save(fig, os.path.join(workdir, CURVE_FILE))
+
+
+def find_runs(paths):
+  runs = []
+  for path in paths:
+    if os.path.exists(os.path.join(path, "config.json")):
+      runs.append(path)
+    elif os.path.isdir(path):
+      runs += sorted(os.path.join(path, d) for d in os.listdir(path)
+                     if os.path.exists(os.path.join(path, d, "config.json")))
+    else:
+      raise UserError(f"{path} is neither a run directory (with config.json) nor a directory of runs")
+  return runs
+
+
+def group_runs(runs):
+  """{label: [(workdir, steps, returns, seed)]}: by reward.kind (and env when several)."""
+  configs = {run: _run_config(run) for run in runs}
+  several_envs = len({c["env"]["name"] for c in configs.values()}) > 1
+  groups = collections.defaultdict(list)
+  for run, config in configs.items():
+    steps, returns = read_curve(run)
+    if not len(steps):
+      continue
+    label = config["reward"]["kind"]
+    if several_envs:
+      label = f"{config['env']['name']} {label}"
+    groups[label].append((run, steps, returns, config["seed"]))
+  return dict(sorted(groups.items()))
+
+
+def aggregate(members):
+  """(common steps, mean [N], std [N]) over runs, on the steps every run evaluated at."""
+  common = members[0][1]
+  for _, steps, _, _ in members[1:]:
+    common = np.intersect1d(common, steps)
+  curves = np.stack([np.interp(common, steps, returns) for _, steps, returns, _ in members])
+  return common, curves.mean(0), curves.std(0)
+
+
+def summary(groups):
+  out = {}
+  for label, members in groups.items():
+    steps, mean, std = aggregate(members)
+    final = [float(returns[steps_ == steps[-1]][0]) if len(steps) else None
+             for _, steps_, returns, _ in members]
+    out[label] = {"runs": len(members), "seeds": [m[3] for m in members],
+                  "env_steps": int(steps[-1]) if len(steps) else 0,
+                  "final_return_mean": float(mean[-1]) if len(steps) else None,
+                  "final_return_std": float(std[-1]) if len(steps) else None,
+                  "final_returns": final,
+                  "mean_return_last_3_evals": float(np.mean(mean[-3:])) if len(steps) else None,
+                  "workdirs": [m[0] for m in members]}
+  return out
+
+
+def comparison_figure(groups, title=""):
+  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  for i, (label, members) in enumerate(groups.items()):
+    steps, mean, std = aggregate(members)
+    ax.plot(steps, mean, color=f"C{i}", label=f"{label} (n={len(members)})")
+    ax.fill_between(steps, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+  ax.set_xlabel("environment steps")
+  ax.set_ylabel("eval return (true dense), mean +- std over seeds")
+  if title:
+    ax.set_title(title, fontsize=9)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  return fig
+
+
+@cli_main
+def main(argv=None):
+  parser = argparse.ArgumentParser(prog="python -m rrd_jax.plot_runs", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("runs", nargs="+", help="run workdirs, or directories of them")
+  parser.add_argument("--out", default="cmp.png", help="comparison plot (PNG)")
+  parser.add_argument("--summary", default="", help="also write the per-group summary JSON here")
+  parser.add_argument("--title", default="")
+  args = parser.parse_args(argv)
+  groups = group_runs(find_runs(args.runs))
+  if not groups:
+    raise UserError("none of the given runs has an evaluation in its metrics.jsonl yet")
+  plots.save(comparison_figure(groups, args.title), args.out)
+  result = summary(groups)
+  if args.summary:
+    with open(args.summary, "w", encoding="utf-8") as f:
+      json.dump(result, f, indent=2)
+  for label, row in result.items():
+    print(f"{label}: {row['final_return_mean']:.1f} +- {row['final_return_std']:.1f} at "
+          f"{row['env_steps']} env steps over {row['runs']} run(s)")
+  print(f"Wrote {args.out}.")
+  return result
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])

@@ -1,0 +1,156 @@
+"""The replay buffer: a fixed-size pytree of device arrays holding whole finished episodes.
+
+Design (what the reward kinds and RRD need):
+- Episodes enter only when finished (envs.EnvBatch keeps running ones on the host), as in the
+  reference, so every stored transition knows its episode's return R and length T. Each transition
+  row carries `episode_start` (the global index of its episode's first step), `episode_length` and
+  `episode_return`: these are the per-transition episode tables RRD, IRCR and uniform read.
+- A ring over transitions: global index g lives at row g % capacity; `count` transitions were ever
+  inserted, so rows hold g in [max(0, count - capacity), count). When the ring wraps, the oldest
+  episode may be partially overwritten: its remaining transitions still serve SAC (their episode
+  fields are intact), but RRD only samples episodes whose every step is still stored.
+- IRCR's normalisation uses the min / max return over all episodes inserted so far (running
+  scalars): the same as over the buffer until it wraps, and O(1) per update.
+Sampling happens inside jit: SAC transitions uniformly over stored rows; RRD episodes with
+probability proportional to their length (a uniformly drawn step's episode, the reference's
+weighting), K steps each without replacement (with replacement when K > T).
+"""
+
+import chex
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+INSERT_BLOCK = 1024  # rows per insert call (padded): one compiled shape
+
+
+@flax.struct.dataclass
+class ReplayBuffer:
+  observation: jax.Array  # [N, O]
+  action: jax.Array  # [N, A]
+  next_observation: jax.Array  # [N, O]
+  reward: jax.Array  # [N] the environment's delayed reward
+  dense_reward: jax.Array  # [N] the true per-step reward (the `dense` oracle only)
+  terminal: jax.Array  # [N] 1.0 on a true terminal
+  episode_start: jax.Array  # [N] int32 global index of the episode's first step
+  episode_length: jax.Array  # [N] int32 T
+  episode_return: jax.Array  # [N] R
+  count: jax.Array  # [] int32 transitions ever inserted
+  num_episodes: jax.Array  # [] int32 episodes ever inserted
+  return_min: jax.Array  # [] min R over inserted episodes
+  return_max: jax.Array  # [] max R over inserted episodes
+
+  @property
+  def capacity(self):
+    return self.reward.shape[0]
+
+
+def create(capacity, observation_size, action_size):
+  f32 = lambda *shape: jnp.zeros(shape, jnp.float32)  # noqa: E731
+  i32 = lambda *shape: jnp.zeros(shape, jnp.int32)  # noqa: E731
+  return ReplayBuffer(
+      observation=f32(capacity, observation_size), action=f32(capacity, action_size),
+      next_observation=f32(capacity, observation_size), reward=f32(capacity),
+      dense_reward=f32(capacity), terminal=f32(capacity), episode_start=i32(capacity),
+      episode_length=i32(capacity), episode_return=f32(capacity), count=i32(), num_episodes=i32(),
+      return_min=jnp.asarray(jnp.inf, jnp.float32), return_max=jnp.asarray(-jnp.inf, jnp.float32))
+
+
+def episodes_to_rows(episodes):
+  """Host side: finished episodes -> blocks of INSERT_BLOCK padded rows for `insert`."""
+  if not episodes:
+    return []
+  columns = {
+      "observation": np.concatenate([e.observation for e in episodes]),
+      "action": np.concatenate([e.action for e in episodes]),
+      "next_observation": np.concatenate([e.next_observation for e in episodes]),
+      "reward": np.concatenate([e.reward for e in episodes]),
+      "dense_reward": np.concatenate([e.dense_reward for e in episodes]),
+      "terminal": np.concatenate([e.terminal for e in episodes]),
+      "step_in_episode": np.concatenate([np.arange(len(e), dtype=np.int32) for e in episodes]),
+      "episode_length": np.concatenate([np.full(len(e), len(e), np.int32) for e in episodes]),
+      "episode_return": np.concatenate([np.full(len(e), e.episode_return, np.float32)
+                                        for e in episodes]),
+  }
+  total = len(columns["reward"])
+  blocks = []
+  for begin in range(0, total, INSERT_BLOCK):
+    size = min(INSERT_BLOCK, total - begin)
+    block = {k: np.zeros((INSERT_BLOCK,) + v.shape[1:], v.dtype) for k, v in columns.items()}
+    for k, v in columns.items():
+      block[k][:size] = v[begin:begin + size]
+    block["valid"] = np.arange(INSERT_BLOCK) < size
+    blocks.append(block)
+  return blocks
+
+
+def insert(buffer, rows):
+  """Appends the valid rows of one block (whole episodes, in order) to the ring."""
+  valid = rows["valid"]
+  num_valid = jnp.sum(valid.astype(jnp.int32))
+  global_index = buffer.count + jnp.arange(valid.shape[0], dtype=jnp.int32)
+  index = jnp.where(valid, global_index % buffer.capacity, buffer.capacity)  # padding: dropped
+  put = lambda array, values: array.at[index].set(values, mode="drop")  # noqa: E731
+  returns = rows["episode_return"]
+  return buffer.replace(
+      observation=put(buffer.observation, rows["observation"]),
+      action=put(buffer.action, rows["action"]),
+      next_observation=put(buffer.next_observation, rows["next_observation"]),
+      reward=put(buffer.reward, rows["reward"]),
+      dense_reward=put(buffer.dense_reward, rows["dense_reward"]),
+      terminal=put(buffer.terminal, rows["terminal"]),
+      episode_start=put(buffer.episode_start, global_index - rows["step_in_episode"]),
+      episode_length=put(buffer.episode_length, rows["episode_length"]),
+      episode_return=put(buffer.episode_return, returns),
+      count=buffer.count + num_valid,
+      num_episodes=buffer.num_episodes + jnp.sum(valid & (rows["step_in_episode"] == 0)),
+      return_min=jnp.minimum(buffer.return_min, jnp.min(jnp.where(valid, returns, jnp.inf))),
+      return_max=jnp.maximum(buffer.return_max, jnp.max(jnp.where(valid, returns, -jnp.inf))))
+
+
+def _oldest(buffer):
+  return jnp.maximum(buffer.count - buffer.capacity, 0)
+
+
+def _rows(buffer, index):
+  fields = ("observation", "action", "next_observation", "reward", "dense_reward", "terminal",
+            "episode_length", "episode_return")
+  return {k: getattr(buffer, k)[index] for k in fields}
+
+
+def sample_transitions(buffer, key, batch_size):
+  """A dict of [batch_size, ...] transitions drawn uniformly from the stored rows."""
+  oldest = _oldest(buffer)
+  global_index = jax.random.randint(key, (batch_size,), oldest, buffer.count)
+  return _rows(buffer, global_index % buffer.capacity)
+
+
+def sample_episodes(buffer, key, num_episodes, sample_size, max_episode_length):
+  """An RRD batch: [B, K, ...] steps of B whole stored episodes (B = num_episodes, K =
+  sample_size), episodes drawn with probability proportional to their length, steps without
+  replacement when K <= T, with replacement when K > T; plus [B] episode_return, episode_length."""
+  key_episode, key_order, key_repeat = jax.random.split(key, 3)
+  oldest = _oldest(buffer)
+  # The first episode whose every step is still stored starts at `first_whole`.
+  oldest_row = oldest % buffer.capacity
+  oldest_start = buffer.episode_start[oldest_row]
+  first_whole = jnp.where(oldest_start >= oldest, oldest,
+                          oldest_start + buffer.episode_length[oldest_row])
+  step = jax.random.randint(key_episode, (num_episodes,), first_whole, buffer.count)
+  row = step % buffer.capacity
+  start, length = buffer.episode_start[row], buffer.episode_length[row]  # [B]
+  # Without replacement: the K largest of T uniform keys (positions >= T masked out).
+  scores = jax.random.uniform(key_order, (num_episodes, max_episode_length))
+  scores = jnp.where(jnp.arange(max_episode_length) < length[:, None], scores, -1.0)
+  k = min(sample_size, max_episode_length)
+  _, distinct = jax.lax.top_k(scores, k)  # [B, k]
+  if k < sample_size:
+    distinct = jnp.pad(distinct, ((0, 0), (0, sample_size - k)))
+  repeated = jax.random.randint(key_repeat, (num_episodes, sample_size), 0, length[:, None])
+  offsets = jnp.where((sample_size > length)[:, None], repeated, distinct)  # [B, K]
+  index = (start[:, None] + offsets) % buffer.capacity
+  batch = {k: getattr(buffer, k)[index] for k in ("observation", "action", "next_observation")}
+  batch.update(episode_return=buffer.episode_return[row], episode_length=length)
+  chex.assert_shape(batch["observation"], (num_episodes, sample_size, None))
+  return batch

@@ -1,0 +1,42 @@
+"""The reward SAC learns from, per config.reward.kind (RRD_REFERENCE.md, "The full agent").
+
+All read a batch of transitions of finished episodes (replay.sample_transitions):
+  rrd, rrd_lrd  r_hat(s, a, s') of the current RRD reward model (trained with L-Rand-RD, or L-RD
+                via bias correction for rrd_lrd)
+  ircr          the episode's return normalised to [0, 1] by the min / max return seen
+  uniform       R / T on every step of the episode
+  episodic      the raw delayed reward (0 ... 0, R): no redistribution
+  dense         the true per-step reward (the oracle ceiling)
+"""
+
+import jax
+import jax.numpy as jnp
+
+REWARD_KINDS = ("rrd", "rrd_lrd", "ircr", "uniform", "episodic", "dense")
+MODEL_KINDS = ("rrd", "rrd_lrd")  # the kinds that train a reward model
+
+
+def uses_reward_model(kind):
+  return kind in MODEL_KINDS
+
+
+def model_inputs(batch):
+  """RewardNet(kind="mlp") inputs of a transition batch."""
+  return {"state": batch["observation"], "action": batch["action"],
+          "next_state": batch["next_observation"]}
+
+
+def transition_rewards(kind, batch, return_min, return_max, reward_fn=None):
+  """[B] rewards for the transitions in `batch`; reward_fn(model inputs) -> [B] for rrd kinds."""
+  if kind in MODEL_KINDS:
+    return jax.lax.stop_gradient(reward_fn(model_inputs(batch)))
+  if kind == "ircr":
+    spread = jnp.maximum(return_max - return_min, 1e-8)
+    return (batch["episode_return"] - return_min) / spread
+  if kind == "uniform":
+    return batch["episode_return"] / batch["episode_length"].astype(jnp.float32)
+  if kind == "episodic":
+    return batch["reward"]
+  if kind == "dense":
+    return batch["dense_reward"]
+  raise ValueError(f"unknown reward kind {kind!r}; expected one of {REWARD_KINDS}")

@@ -1,0 +1,37 @@
+"""Shared by the tests/test_rl_*.py files: small configs and hand-made replay buffers."""
+
+import os
+
+import jax
+import numpy as np
+
+from rrd_jax import config_utils
+from rrd_jax.rl import envs, replay
+
+CONFIG_FILE = "configs/mujoco_rrd_sac.py"
+
+
+def online_config(repo_root, variant="pendulum", **overrides):
+  return config_utils.load_config(os.path.join(repo_root, CONFIG_FILE), variant, overrides)
+
+
+def make_episode(length, obs_size=3, act_size=2, dense=None, terminal=False, seed=0):
+  """An envs.Episode of `length` steps with the given dense rewards (default 1..T)."""
+  rng = np.random.default_rng(seed)
+  dense = np.arange(1, length + 1, dtype=np.float32) if dense is None else np.asarray(
+      dense, np.float32)
+  delayed = np.zeros(length, np.float32)
+  delayed[-1] = dense.sum()
+  term = np.zeros(length, np.float32)
+  term[-1] = float(terminal)
+  obs = rng.normal(size=(length + 1, obs_size)).astype(np.float32)
+  return envs.Episode(observation=obs[:-1], action=rng.uniform(-1, 1, (length, act_size)).astype(
+      np.float32), next_observation=obs[1:], reward=delayed, dense_reward=dense, terminal=term)
+
+
+def filled_buffer(episodes, capacity, obs_size=3, act_size=2):
+  buffer = replay.create(capacity, obs_size, act_size)
+  insert = jax.jit(replay.insert)
+  for block in replay.episodes_to_rows(episodes):
+    buffer = insert(buffer, block)
+  return buffer
