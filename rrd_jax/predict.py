@@ -150,9 +150,15 @@ class RunPredictor:
 def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, checkpoint_name="", plot=True,
                     log=print):
   out_dir = os.path.abspath(os.path.expanduser(out_dir))
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise UserError(f"--out {out_dir} exists and is not a directory")
   if os.path.exists(os.path.join(out_dir, "returns.csv")):
     raise UserError(f"output directory {out_dir} already holds predictions; choose a new --out")
   predictor = RunPredictor(workdir, dataset_dir, batch_size, checkpoint_name)
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"output directory {out_dir} cannot be created ({e.strerror})") from None
   index = predictor.index
   log(f"Predicting {int(index.lengths.sum())} steps of {len(index)} episodes of "
       f"{predictor.dataset_dir} with the step-{predictor.step} checkpoint of {workdir}.")
@@ -160,7 +166,6 @@ def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, checkpoint_n
   bar.unit = "frame"
   predicted, true = predictor.predict(np.arange(len(index)), progress=bar)
   bar.close()
-  os.makedirs(out_dir, exist_ok=True)
   true_returns = predictor.loader.targets.returns
   write_predictions(out_dir, index, predicted, true, true_returns)
   stats = evaluation.reward_statistics(predicted, true, true_returns)

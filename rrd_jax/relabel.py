@@ -10,6 +10,7 @@ shard written to a temporary file and renamed when complete; rerunning the same 
 with the first unfinished shard. dataset_info.json is written last and marks a finished copy.
 """
 
+import collections
 import json
 import os
 import shutil
@@ -52,27 +53,43 @@ def relabel_record(serialized, rewards, reward_key, replace_reward):
   return example.SerializeToString()
 
 
-def _check_out_dir(out_dir, request):
-  progress_path = os.path.join(out_dir, PROGRESS_FILE)
+def _refuse_out_dir(out_dir):
+  """Refuses an --out that cannot receive a new dataset, before any work (nothing is written)."""
   if os.path.exists(os.path.join(out_dir, "dataset_info.json")):
     raise UserError(f"output directory {out_dir} already holds a dataset; choose a new --out")
-  if os.path.exists(progress_path):
-    with open(progress_path, encoding="utf-8") as f:
-      if json.load(f)["request"] != request:
-        raise UserError(f"output directory {out_dir} holds an unfinished relabelling of another "
-                        f"run or dataset ({progress_path}); choose a new --out")
-    return True
-  if os.path.isdir(out_dir) and os.listdir(out_dir):
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise UserError(f"output path {out_dir} exists and is not a directory; choose a new --out")
+  if (os.path.isdir(out_dir) and os.listdir(out_dir) and
+      not os.path.exists(os.path.join(out_dir, PROGRESS_FILE))):
     raise UserError(f"output directory {out_dir} is not empty; choose a new --out")
-  os.makedirs(out_dir, exist_ok=True)
-  with open(progress_path, "w", encoding="utf-8") as f:
-    json.dump({"request": request}, f, indent=2)
+
+
+def _check_out_dir(out_dir, request):
+  _refuse_out_dir(out_dir)
+  progress_path = os.path.join(out_dir, PROGRESS_FILE)
+  if os.path.exists(progress_path):
+    try:
+      with open(progress_path, encoding="utf-8") as f:
+        previous = json.load(f)["request"]
+    except (OSError, ValueError, KeyError, TypeError):
+      previous = None
+    if previous != request:
+      raise UserError(f"output directory {out_dir} holds an unfinished relabelling of another "
+                      f"run or dataset ({progress_path}); choose a new --out")
+    return True
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(progress_path, "w", encoding="utf-8") as f:
+      json.dump({"request": request}, f, indent=2)
+  except OSError as e:
+    raise UserError(f"output directory {out_dir} cannot be written ({e.strerror})") from None
   return False
 
 
 def relabel_dataset(workdir, dataset_dir, out_dir, replace_reward=False, batch_size=0,
                     checkpoint_name="", log=print):
   out_dir = os.path.abspath(os.path.expanduser(out_dir))
+  _refuse_out_dir(out_dir)
   predictor = RunPredictor(workdir, dataset_dir, batch_size, checkpoint_name)
   request = {"workdir": predictor.workdir, "dataset_dir": predictor.dataset_dir,
              "checkpoint_step": predictor.step, "replace_reward": bool(replace_reward)}
@@ -105,10 +122,13 @@ def relabel_dataset(workdir, dataset_dir, out_dir, replace_reward=False, batch_s
       shutil.copy(os.path.join(builder.data_dir, name), os.path.join(out_dir, name))
   with open(os.path.join(builder.data_dir, "dataset_info.json"), encoding="utf-8") as f:
     info = json.load(f)
+  kept = collections.Counter(os.path.basename(index.shard_paths[i]) for i in index.shard_ids)
   for split in info.get("splits", []):
     pattern = f"{info['name']}-{split['name']}."
-    split["numBytes"] = str(sum(os.path.getsize(os.path.join(out_dir, n))
-                                for n in os.listdir(out_dir) if n.startswith(pattern)))
+    names = sorted(n for n in os.listdir(out_dir) if n.startswith(pattern))
+    split["numBytes"] = str(sum(os.path.getsize(os.path.join(out_dir, n)) for n in names))
+    # episodes the index left out (too short, or skipped as bad) are not in the copy
+    split["shardLengths"] = [str(kept.get(n, 0)) for n in names]
   info["description"] = (info.get("description", "") +
                          f"\n\nRelabelled by rrd_jax: steps/{LEARNED_REWARD} from {workdir}.")
   with open(os.path.join(out_dir, "dataset_info.json.tmp"), "w", encoding="utf-8") as f:

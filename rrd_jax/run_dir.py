@@ -71,6 +71,8 @@ def prepare(workdir, config, log=print, decide=True):
                       "choose a new --workdir, or pass --config.checkpoint.overwrite=True to move "
                       "the old run aside")
     log(f"Moved the previous run in {workdir} to {_archive(workdir, facts)}.")
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UserError(f"workdir {workdir} exists and is not a directory")
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:

@@ -9,6 +9,7 @@ memory stays bounded by a few numbers per episode, whatever the dataset's size.
 import dataclasses
 import hashlib
 import os
+import re
 import struct
 import sys
 
@@ -16,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 import tqdm
+from tensorflow.python.lib.io import tf_record as _tf_record  # random access, CRC-checked
 from tensorflow_datasets.core import example_parser
 
 from rrd_jax.errors import UserError
@@ -120,10 +122,17 @@ def image_shape(builder, key):
   """The stored (H, W, C) of an image step feature, checking it is an RGB image."""
   feature = builder.info.features["steps"]
   for part in key.split("/"):
-    feature = feature[part]
+    children = feature.feature if isinstance(feature, tfds.features.Dataset) else feature
+    if not isinstance(children, tfds.features.FeaturesDict) or part not in children.keys():
+      available = _flatten(builder.info.features.get_serialized_info()["steps"])
+      raise UserError(f"feature 'steps/{key}' not found in {builder.data_dir}; available step "
+                      f"features: {', '.join(sorted(available))}")
+    feature = children[part]
   if not isinstance(feature, tfds.features.Image):
-    raise UserError(f"feature 'steps/{key}' in {builder.data_dir} is a {type(feature).__name__}, "
-                    "not an image")
+    shape = getattr(feature, "shape", None)
+    kind = type(feature).__name__ + (f" of shape {tuple(shape)}" if isinstance(shape, (tuple, list))
+                                     else "")
+    raise UserError(f"feature 'steps/{key}' in {builder.data_dir} is a {kind}, not an image")
   shape = feature.shape
   if len(shape) != 3 or shape[-1] != 3:
     raise UserError(f"image feature 'steps/{key}' in {builder.data_dir} has shape {shape}; "
@@ -134,8 +143,13 @@ def image_shape(builder, key):
 def record_offsets(path):
   """Byte offsets of every record in a TFRecord file, read from the framing only (no payload)."""
   offsets = []
-  size = os.path.getsize(path)
-  with open(path, "rb") as f:
+  try:
+    size = os.path.getsize(path)
+    f = open(path, "rb")  # pylint: disable=consider-using-with
+  except OSError as e:
+    raise UserError(f"TFRecord shard {path} cannot be read ({e.strerror}); set "
+                    "data.skip_bad_episodes=True to skip its episodes") from None
+  with f:
     position = 0
     while position < size:
       header = f.read(_HEADER.size)
@@ -194,9 +208,19 @@ class EpisodeIndex:
     return len(self.lengths)
 
 
-def _read_shard(path, summarize, skip_bad):
+def _op_error_text(error):
+  """The useful part of a TensorFlow OpError message (no function-node or op decorations)."""
+  text = re.sub(r"\{\{[^}]*\}\}\s*", "", error.message.splitlines()[0] if error.message else "")
+  text = re.sub(r"\s*\[Op:[^\]]*\].*$", "", text).strip()
+  return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _read_shard(path, summarize, skip_bad, expected=None):
   """Summaries of every record of a shard and its record offsets; with skip_bad, unreadable
-  records (and a truncated tail) are dropped and counted instead of raising."""
+  records (a corrupt record, a truncated tail, a missing file) are dropped and counted instead of
+  raising. `expected`: the shard's record count per dataset_info.json (to count lost records)."""
+  if skip_bad and not os.access(path, os.R_OK):
+    return [], [], expected or 1
   try:
     offsets = record_offsets(path)
     truncated = 0
@@ -209,23 +233,25 @@ def _read_shard(path, summarize, skip_bad):
     rows = list(dataset.take(len(offsets)).as_numpy_iterator()) if not truncated else None
   except tf.errors.OpError as e:
     if not skip_bad:
-      raise UserError(f"TFRecord shard {path} could not be read ({type(e).__name__}: "
-                      f"{e.message.splitlines()[0]}); set data.skip_bad_episodes=True to skip "
-                      "unreadable episodes") from None
+      raise UserError(f"TFRecord shard {path} could not be read ({_op_error_text(e)}); set "
+                      "data.skip_bad_episodes=True to skip unreadable episodes") from None
     rows = None
   if rows is not None and len(rows) == len(offsets):
     return rows, offsets, truncated
   if rows is not None and not skip_bad:
     raise UserError(f"TFRecord shard {path} has {len(rows)} readable records but "
                     f"{len(offsets)} framed records")
-  kept_rows, kept_offsets, bad = [], [], truncated
+  kept_rows, kept_offsets = [], []
+  reader = _tf_record.tf_record_random_reader(path)  # checks each record's CRCs
   for offset in offsets:  # record by record, keeping the readable ones
     try:
-      kept_rows.append(_to_numpy(summarize(tf.constant(read_record(path, offset)))))
+      record, _ = reader.read(offset)
+      kept_rows.append(_to_numpy(summarize(tf.constant(record))))
       kept_offsets.append(offset)
-    except (tf.errors.OpError, ValueError):
-      bad += 1
-  return kept_rows, kept_offsets, bad
+    except (tf.errors.OpError, ValueError, IndexError):
+      pass
+  bad = len(offsets) - len(kept_rows) + truncated
+  return kept_rows, kept_offsets, max(bad, (expected or 0) - len(kept_rows))
 
 
 def _to_numpy(tree):
@@ -276,20 +302,25 @@ def build_index(builder, keys, splits=None, skip_bad=False):
 
   shard_paths, shard_ids, offsets, columns = [], [], [], []
   unreadable = non_finite = short = 0
-  files = [(split, instruction.filename) for split in splits
+  files = [(split, instruction.filename, getattr(instruction, "examples_in_shard", None))
+           for split in splits if builder.info.splits[split].num_examples  # (tfds warns on 0)
            for instruction in builder.info.splits[split].file_instructions]
-  for split, path in tqdm.tqdm(files, desc="index", unit="shard", dynamic_ncols=True,
-                               disable=not sys.stderr.isatty() or len(files) < 4):
-    rows, shard_offsets, bad = _read_shard(path, summarize, skip_bad)
+  records = 0
+  for split, path, expected in tqdm.tqdm(files, desc="index", unit="shard", dynamic_ncols=True,
+                                         disable=not sys.stderr.isatty() or len(files) < 4):
+    rows, shard_offsets, bad = _read_shard(path, summarize, skip_bad, expected)
     unreadable += bad
+    records += len(rows) + bad
     shard_id = len(shard_paths)
     shard_paths.append(path)
     for row, offset in zip(rows, shard_offsets):
       if not row["finite"].all():
         if not skip_bad:
           bad_key = (keys.reward, keys.proprio, keys.action)[int(np.argmin(row["finite"]))]
-          raise UserError(f"an episode in {path} has NaN or infinite values in 'steps/{bad_key}'; "
-                          "set data.skip_bad_episodes=True to skip such episodes")
+          episode = row["file_path"].decode("utf-8", "replace") if row["file_path"] else ""
+          raise UserError(f"an episode in {path}{f' ({episode})' if episode else ''} has NaN or "
+                          f"infinite values in 'steps/{bad_key}'; set "
+                          "data.skip_bad_episodes=True to skip such episodes")
         non_finite += 1
       elif row["length"] < MIN_EPISODE_LENGTH:
         short += 1
@@ -298,6 +329,9 @@ def build_index(builder, keys, splits=None, skip_bad=False):
         offsets.append(offset)
         columns.append((split, row))
   report = IndexReport(unreadable=unreadable, non_finite=non_finite, short=short)
+  if not records:
+    raise UserError(f"dataset {builder.data_dir} holds no episodes (splits: "
+                    f"{', '.join(splits) or 'none'})")
   if not columns:
     detail = f" ({report.describe()})" if report.describe() else ""
     raise UserError(f"dataset {builder.data_dir} has no usable episodes{detail}")
