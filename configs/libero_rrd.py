@@ -124,6 +124,7 @@ def get_config(variant=""):
     returns.negatives_ratio = 0.5
     model.use_instruction = True
     model.frame_diff = True
+    train.num_steps = 3000
     if variant == "mixture":
       data.mixture.demos = mixture_component(weight=0.5, returns_kind="time_penalty",
                                              time_penalty=0.01, embedded_success_rate=1.0)
