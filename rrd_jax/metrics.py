@@ -9,6 +9,20 @@ import tqdm
 from clu import metric_writers
 
 
+def read_rows(workdir):
+  """The rows of WORKDIR/metrics.jsonl (none if absent), skipping a torn line."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  rows = []
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      for line in f:
+        try:
+          rows.append(json.loads(line))
+        except json.JSONDecodeError:
+          continue
+  return rows
+
+
 class MetricsLogger:
   """One JSON object per write in WORKDIR/metrics.jsonl, the same scalars as TensorBoard events."""
 

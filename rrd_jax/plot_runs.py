@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from rrd_jax import plots
+from rrd_jax import metrics, plots
 from rrd_jax.errors import UserError, cli_main
 
 plt = plots.plt
@@ -23,17 +23,8 @@ CURVE_FILE = "learning_curve.png"
 
 def read_curve(workdir):
   """(env_steps [N], eval returns [N]) from WORKDIR/metrics.jsonl (the last row per step)."""
-  points = {}
-  path = os.path.join(workdir, "metrics.jsonl")
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      for line in f:
-        try:
-          row = json.loads(line)
-        except json.JSONDecodeError:
-          continue
-        if row.get("eval/return") is not None:
-          points[int(row["step"])] = float(row["eval/return"])
+  points = {int(row["step"]): float(row["eval/return"]) for row in metrics.read_rows(workdir)
+            if row.get("eval/return") is not None}
   steps = np.asarray(sorted(points), np.int64)
   return steps, np.asarray([points[s] for s in steps], np.float64)
 

@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 
-from rrd_jax import config_utils
+from rrd_jax import config_utils, metrics
 from rrd_jax.errors import UserError
 
 # Fields that may change between a run and its resumption without changing what it computes.
@@ -87,15 +87,7 @@ def truncate_metrics(workdir, last_step):
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     return
-  kept = []
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError:
-        continue
-      if row.get("step", 0) <= last_step:
-        kept.append(json.dumps(row))
+  kept = [json.dumps(row) for row in metrics.read_rows(workdir) if row.get("step", 0) <= last_step]
   with open(path + ".tmp", "w", encoding="utf-8") as f:
     f.write("".join(line + "\n" for line in kept))
   os.replace(path + ".tmp", path)

@@ -35,6 +35,17 @@ def message_lines(stderr):
           if line.strip() and not line.startswith(NOISE_PREFIXES)]
 
 
+def assert_one_sentence_error(result, expected, detail):
+  """Exit 2, no traceback, one `error:` line on stderr containing every expected substring."""
+  assert "Traceback" not in result.stderr, detail
+  assert result.returncode == 2, detail
+  lines = message_lines(result.stderr)
+  assert len(lines) == 1, detail
+  assert lines[0].startswith("error:"), detail
+  for text in expected:
+    assert text in lines[0], f"{text!r} not in the message\n{detail}"
+
+
 def snapshot(directory):
   """{relative path: bytes} of every file under `directory`."""
   files = {}
@@ -172,13 +183,7 @@ def test_bad_input_is_one_sentence_exit_2(cli, name):
   _, argv, expected = cases[name]
   result = results[name]
   detail = f"argv={argv}\nexit={result.returncode}\nstderr:\n{result.stderr}"
-  assert "Traceback" not in result.stderr, detail
-  assert result.returncode == 2, detail
-  lines = message_lines(result.stderr)
-  assert len(lines) == 1, detail
-  assert lines[0].startswith("error:"), detail
-  for text in expected:
-    assert text in lines[0], f"{text!r} not in the message\n{detail}"
+  assert_one_sentence_error(result, expected, detail)
 
 
 def test_failed_training_writes_no_run(cli):

@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from rrd_jax.data import embedded, rlds
-from test_cli_errors import TINY_FLAGS, message_lines, snapshot
+from test_cli_errors import TINY_FLAGS, assert_one_sentence_error, snapshot
 
 SMALL = embedded.EmbeddedParams(num_episodes=10, min_length=4, max_length=7, image_size=16,
                                 seed=3, num_shards=2)
@@ -418,13 +418,7 @@ def test_bad_input_is_one_sentence_exit_2(cli, name):
     pytest.skip("running as root: directory permissions are not enforced")
   _, cases, results = cli
   result, expected, detail = results[name], cases[name][2], _detail(cases, results, name)
-  assert "Traceback" not in result.stderr, detail
-  assert result.returncode == 2, detail
-  lines = message_lines(result.stderr)
-  assert len(lines) == 1, detail
-  assert lines[0].startswith("error:"), detail
-  for text in expected:
-    assert text in lines[0], f"{text!r} not in the message\n{detail}"
+  assert_one_sentence_error(result, expected, detail)
 
 
 @pytest.mark.parametrize("name", SUCCEEDS)
