@@ -1,5 +1,6 @@
 """Reward networks: shapes, config-selected parts, dtype option, and the vmapped sampled predictor."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -104,3 +105,69 @@ def test_too_small_images_for_the_trunk_are_rejected():
     config_utils.validate(config)
   config_utils.validate(config_utils.load_config(overrides={"data.image_size": 32,
                                                             "model.kind": "mlp"}))
+
+
+class ReferenceTrunk(nn.Module):
+  """The trunk written with flax's nn.Conv, as the model was first defined."""
+
+  @nn.compact
+  def __call__(self, x):
+    for features, size, stride in models.TRUNK_LAYERS:
+      x = nn.relu(nn.Conv(features, (size, size), strides=(stride, stride), padding="VALID")(x))
+    return x.reshape(x.shape[:-3] + (-1,))
+
+
+@pytest.mark.parametrize("impl", ["matmul", "xla"])
+@pytest.mark.parametrize("size,channels", [(36, 3), (40, 6), (64, 3), (84, 6), (71, 3)])
+def test_conv_trunk_computes_the_nn_conv_trunk(size, channels, impl):
+  x = jax.random.uniform(jax.random.PRNGKey(size), (2, 3, size, size, channels), minval=-1.0)
+  reference = ReferenceTrunk()
+  params = reference.init(jax.random.PRNGKey(0), x)
+  trunk = models.ConvTrunk(conv_impl=impl)
+  # Same parameter names, shapes and initial values (checkpoints and seeds carry over).
+  own = trunk.init(jax.random.PRNGKey(0), x)
+  assert jax.tree.structure(own) == jax.tree.structure(params)
+  for a, b in zip(jax.tree.leaves(own), jax.tree.leaves(params)):
+    np.testing.assert_array_equal(a, b)
+  expected = reference.apply(params, x)
+  assert expected.shape == (2, 3, 64 * trunk_feature_size(size) ** 2)
+  np.testing.assert_allclose(trunk.apply(params, x), expected, rtol=1e-5, atol=1e-5)
+  loss = lambda module: lambda p: jnp.sum(jnp.sin(module.apply(p, x)))
+  for got, want in zip(jax.tree.leaves(jax.grad(loss(trunk))(params)),
+                       jax.tree.leaves(jax.grad(loss(reference))(params))):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(jnp.abs(want).max()))
+
+
+def trunk_feature_size(size):
+  for _, kernel, stride in models.TRUNK_LAYERS:
+    size = (size - kernel) // stride + 1
+  return size
+
+
+def test_conv_as_matmul_equals_strided_convolution():
+  rng = np.random.default_rng(0)
+  cases = ((23, 8, 4, 3), (14, 4, 2, 32), (9, 3, 1, 5), (10, 6, 3, 2))  # size, kernel, stride, C
+  for size, kernel, stride, channels in cases:
+    x = rng.normal(size=(2, size, size + 1, channels)).astype(np.float32)
+    k = rng.normal(size=(kernel, kernel, channels, 4)).astype(np.float32)
+    want = jax.lax.conv_general_dilated(x, k, (stride, stride), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(models.conv_as_matmul(x, k, stride), want, rtol=1e-5, atol=1e-4)
+
+
+def test_conv_trunk_uses_matmuls_on_cpu_and_rejects_unknown_impls():
+  x = jnp.zeros((1, 40, 40, 3))
+  params = models.ConvTrunk().init(jax.random.PRNGKey(0), x)
+  hlo = jax.jit(models.ConvTrunk().apply).lower(params, x).as_text()
+  assert ("convolution" in hlo) == (jax.default_backend() != "cpu")
+  with pytest.raises(ValueError, match="conv_impl"):
+    models.ConvTrunk(conv_impl="fft").init(jax.random.PRNGKey(0), x)
+
+
+def test_pytorch_port_computes_the_same_loss_and_gradients():
+  pytest.importorskip("torch")
+  from benchmarks import reward_step  # pylint: disable=import-outside-toplevel
+  batch = reward_step.make_batch(2, 3, 44, seed=3)
+  _, model, _, state, _, _ = reward_step.jax_setup(44)
+  check = reward_step.check_equivalence(model, state.params, batch, 44)
+  assert check["equal"], check

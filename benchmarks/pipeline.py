@@ -1,0 +1,123 @@
+"""Frames/s the tf.data RLDS path delivers vs frames/s the jitted train step consumes.
+
+python -m benchmarks.pipeline [--quick] [--out RESULT.json]
+
+`configs/libero_rrd.py:seed` shapes (1 episode x K=32 steps, 256x256 images) on an embedded
+LIBERO-layout dataset stored at 256x256 (generated once under ~/.cache/rrd_jax/bench). The
+objects are the ones train.py builds (source.open_source, EpisodeLoader, train_dataset with
+data.num_parallel_calls); delivered = the dataset iterated alone, consumed = the jitted step alone
+on a batch from it, measured in alternating blocks (medians over blocks). Also the two together as
+train.py runs them (next batch, then the step): frames/s and the fraction of time spent waiting
+for data. headroom = delivered / consumed (goal >= 1.5).
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+import jax
+import numpy as np
+
+from benchmarks import common
+from rrd_jax import config_utils, models, parallel, step as step_lib
+from rrd_jax import train
+from rrd_jax.data import pipeline, rlds, source
+
+BENCH_DIR = "~/.cache/rrd_jax/bench"
+
+
+def seed_config(episodes):
+  return config_utils.load_config(variant="seed", overrides={
+      "data.embedded_dir": BENCH_DIR, "data.embedded_episodes": episodes,
+      "data.embedded_image_size": 256, "data.embedded_min_length": 30,
+      "data.embedded_max_length": 60})
+
+
+def open_training_data(config, log=lambda *_: None):
+  """(loader, train episode ids) exactly as train.py builds them."""
+  data = source.open_source(config, source.resolve_components(config, log=log), log=log)
+  holdout = rlds.holdout_mask(data.index.file_paths, config.data.eval_fraction)
+  train_ids = np.flatnonzero(~holdout)
+  vocab = source.instruction_vocabulary([data.index.instructions[i] for i in train_ids])
+  loader = pipeline.EpisodeLoader(data.builder, data.index, data.keys,
+                                  pipeline.Inputs.from_config(config), instruction_vocab=vocab,
+                                  targets=data.targets, component_ids=data.component_ids)
+  return loader, train_ids, vocab
+
+
+def run(quick=False):
+  episodes = 30 if quick else 100
+  config = seed_config(episodes)
+  start = time.perf_counter()
+  loader, train_ids, vocab = open_training_data(config)
+  open_s = time.perf_counter() - start
+  sampler_kwargs = train._sampler_kwargs(config, config.seed)  # pylint: disable=protected-access
+  batches = pipeline.train_dataset(
+      loader, train_ids, sampler_kwargs=sampler_kwargs,
+      num_parallel_calls=config.data.num_parallel_calls,
+      negative_return=config.returns.negative_return).as_numpy_iterator()
+  frames = config.rrd.episodes_per_batch * config.rrd.sample_size
+  model = models.build_model(config.model, num_instructions=len(vocab))
+  input_keys = models.model_input_keys(config.model)
+  batch = next(batches)
+  state = step_lib.create_train_state(model, config.optim, {k: batch[k][0] for k in input_keys},
+                                      jax.random.PRNGKey(0))
+  mesh = parallel.make_mesh(config.mesh.data)
+  state = jax.device_put(state, parallel.replicated(mesh))
+  train_step = step_lib.make_train_step(input_keys, config.rrd, mesh)
+  sharding = parallel.batch_sharding(mesh)
+  holder = {"state": state}
+
+  def step(b):
+    holder["state"], metrics = train_step(holder["state"], parallel.to_global(b, sharding))
+    return metrics
+
+  jax.block_until_ready(step(batch))  # compile
+  for _ in range(5):  # warm up tf.data (autotuning, thread pools)
+    next(batches)
+  rounds, pipeline_batches, steps = (3, 20, 5) if quick else (5, 40, 10)
+  delivered, consumed, together, waits = [], [], [], []
+  for _ in range(rounds):
+    start = time.perf_counter()
+    for _ in range(pipeline_batches):
+      next(batches)
+    delivered.append(pipeline_batches * frames / (time.perf_counter() - start))
+    start = time.perf_counter()
+    for _ in range(steps):
+      metrics = step(batch)
+    jax.block_until_ready(metrics)
+    consumed.append(steps * frames / (time.perf_counter() - start))
+    start, wait = time.perf_counter(), 0.0
+    for _ in range(steps):  # as train.py's BatchStepper: fetch, then dispatch the step
+      fetch = time.perf_counter()
+      b = next(batches)
+      wait += time.perf_counter() - fetch
+      metrics = step(b)
+    jax.block_until_ready(metrics)
+    elapsed = time.perf_counter() - start
+    together.append(steps * frames / elapsed)
+    waits.append(wait / elapsed)
+  delivered_fps, consumed_fps = statistics.median(delivered), statistics.median(consumed)
+  return {"delivered_frames_per_s": delivered_fps, "consumed_frames_per_s": consumed_fps,
+          "headroom": delivered_fps / consumed_fps,
+          "training_frames_per_s": statistics.median(together),
+          "training_data_wait_fraction": statistics.median(waits),
+          "batch": f"{config.rrd.episodes_per_batch} x {config.rrd.sample_size} steps, "
+                   f"{config.data.image_size}x{config.data.image_size}",
+          "dataset_episodes": episodes, "dataset_open_s": open_s,
+          "num_parallel_calls": config.data.num_parallel_calls, "rounds": rounds}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--out", default="")
+  args = parser.parse_args()
+  from benchmarks.run import machine_info  # pylint: disable=import-outside-toplevel
+  common.emit({"machine": machine_info(), "pipeline": run(args.quick)}, args.out)
+
+
+if __name__ == "__main__":
+  main()

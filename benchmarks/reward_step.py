@@ -1,0 +1,167 @@
+"""The jitted reward-model train step vs a PyTorch port of the same network, loss and optimiser.
+
+python -m benchmarks.reward_step [--quick] [--out RESULT.json]
+
+JAX: `rrd_jax.step.make_train_step` on `configs/libero_rrd.py`'s default pixel model and loss
+(mean form, Adam 3e-4), the numpy batch handed over as in train.py. PyTorch:
+`benchmarks/torch_reference.py` (eager, oneDNN), same inputs. Shapes: the seed command's batch
+(1 episode x K=32 steps at 256x256) and the default's (8 x 32) at 64x64 and 128x128. Both start
+from the same parameters; each shape first checks that the two compute the same loss and
+gradients on one batch, then times steps alternately (JAX, PyTorch, JAX, ...; warm-up excluded)
+and reports medians. samples/s counts steps (frames) per second.
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+# libgomp's default (ACTIVE) makes torch's threads spin between ops; with other jobs on the cores
+# that costs PyTorch 2-8x here, so the reference runs PASSIVE (its faster setting on this machine).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import jax
+import numpy as np
+
+from benchmarks import common
+from benchmarks.run import machine_info
+from rrd_jax import config_utils, losses, models, parallel, step as step_lib
+
+SHAPES = (  # name, episodes per batch B, steps per episode K, image size
+    ("seed_1x32_256px", 1, 32, 256),
+    ("default_8x32_64px", 8, 32, 64),
+    ("default_8x32_128px", 8, 32, 128),
+)
+HEADLINE = "seed_1x32_256px"
+# Relative gradient error allowed: at 256x256 the conv kernels' gradients sum ~10^5 terms and
+# oneDNN's order differs from XLA's (both of JAX's conv paths agree with each other to ~3e-6).
+GRAD_TOLERANCE = 5e-3
+PAUSE_S = 0.02  # between the two frameworks, so neither one's spinning worker threads are timed
+
+
+def make_batch(episodes, steps, image_size, seed=0):
+  """A random RRD batch: [B, K, ...] model inputs and targets, [B] returns and lengths."""
+  rng = np.random.default_rng(seed)
+  shape = (episodes, steps)
+  lengths = rng.integers(steps, 4 * steps, size=episodes).astype(np.int32)
+  return {"image": rng.integers(0, 256, size=shape + (image_size, image_size, 3), dtype=np.uint8),
+          "state": rng.normal(size=shape + (8,)).astype(np.float32),
+          "next_state": rng.normal(size=shape + (8,)).astype(np.float32),
+          "action": rng.normal(size=shape + (7,)).astype(np.float32),
+          "true_reward": rng.uniform(size=shape).astype(np.float32),
+          "episode_return": (rng.uniform(size=episodes) * lengths).astype(np.float32),
+          "episode_length": lengths}
+
+
+def jax_setup(image_size, dtype="float32"):
+  """(config, model, input keys, TrainState, jitted train step, mesh) for the default config."""
+  config = config_utils.load_config(overrides={"data.image_size": image_size, "model.dtype": dtype})
+  model = models.build_model(config.model)
+  input_keys = models.model_input_keys(config.model)
+  example = {k: v[0] for k, v in make_batch(1, 1, image_size).items() if k in input_keys}
+  state = step_lib.create_train_state(model, config.optim, example, jax.random.PRNGKey(0))
+  mesh = parallel.make_mesh(1)
+  train_step = step_lib.make_train_step(input_keys, config.rrd, mesh)
+  return config, model, input_keys, state, train_step, mesh
+
+
+def check_equivalence(model, params, batch, image_size):
+  """Loss and gradients of the JAX model and the PyTorch port (params copied over) on one batch."""
+  from benchmarks import torch_reference  # pylint: disable=import-outside-toplevel
+  inputs = {k: batch[k] for k in ("image", "state", "next_state", "action")}
+
+  def loss_fn(p):
+    pred = step_lib.predict_sampled(model.apply, p, inputs)
+    return losses.rrd_loss(pred, batch["episode_return"], batch["episode_length"])
+
+  jax_loss, jax_grads = jax.jit(jax.value_and_grad(loss_fn))(params)
+  torch_model = torch_reference.TorchRewardNet(image_size)
+  torch_reference.load_jax_params(torch_model, params)
+  trainer = torch_reference.TorchTrainer(torch_model)
+  torch_loss = trainer.loss(torch_reference.to_torch_batch(batch))
+  torch_loss.backward()
+  torch_grads = torch_reference.grads_as_flax(torch_model, params)
+  flat_jax = dict(jax.tree_util.tree_leaves_with_path(jax.device_get(jax_grads["params"])))
+  flat_torch = dict(jax.tree_util.tree_leaves_with_path(torch_grads))
+  assert flat_jax.keys() == flat_torch.keys(), (flat_jax.keys(), flat_torch.keys())
+  grad_error = max(float(np.linalg.norm(flat_jax[k] - flat_torch[k]) /
+                         max(np.linalg.norm(flat_torch[k]), 1e-12)) for k in flat_jax)
+  torch_loss = float(torch_loss.detach())
+  loss_error = abs(float(jax_loss) - torch_loss) / max(abs(torch_loss), 1e-12)
+  return {"loss_jax": float(jax_loss), "loss_torch": torch_loss,
+          "loss_rel_error": loss_error, "max_grad_rel_error": grad_error,
+          "equal": bool(loss_error < 1e-4 and grad_error < GRAD_TOLERANCE)}
+
+
+def time_shape(episodes, steps, image_size, repeats, warmup=2):
+  import torch  # pylint: disable=import-outside-toplevel
+  from benchmarks import torch_reference  # pylint: disable=import-outside-toplevel
+  _, model, input_keys, state, train_step, mesh = jax_setup(image_size)
+  batch = make_batch(episodes, steps, image_size, seed=1)
+  check = check_equivalence(model, state.params, batch, image_size)
+  torch_model = torch_reference.TorchRewardNet(image_size)
+  torch_reference.load_jax_params(torch_model, state.params)
+  trainer = torch_reference.TorchTrainer(torch_model)
+  jax_batch = {k: batch[k]
+               for k in input_keys + ["true_reward", "episode_return", "episode_length"]}
+  sharding = parallel.batch_sharding(mesh)
+
+  def jax_step():
+    nonlocal state
+    state, metrics = train_step(state, parallel.to_global(jax_batch, sharding))
+    jax.block_until_ready(metrics)
+
+  def torch_step():
+    trainer.step(torch_reference.to_torch_batch(batch))
+
+  times = {"jax": [], "torch": []}
+  for i in range(warmup + repeats):
+    for name, fn in (("jax", jax_step), ("torch", torch_step)):
+      time.sleep(PAUSE_S)
+      start = time.perf_counter()
+      fn()
+      if i >= warmup:
+        times[name].append(time.perf_counter() - start)
+  samples = episodes * steps
+  jax_s, torch_s = statistics.median(times["jax"]), statistics.median(times["torch"])
+  return {"episodes": episodes, "steps_per_episode": steps, "image_size": image_size,
+          "repeats": repeats, "jax_step_s_median": jax_s, "torch_step_s_median": torch_s,
+          "jax_samples_per_s": samples / jax_s, "torch_samples_per_s": samples / torch_s,
+          "speedup": torch_s / jax_s,
+          # Fastest repetitions: closer to an idle machine when other jobs share the cores.
+          "speedup_best_of": min(times["torch"]) / min(times["jax"]),
+          "torch_threads": torch.get_num_threads(),
+          "torch_omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+          "equivalence": check}
+
+
+def run(quick=False):
+  repeats = 5 if quick else 20
+  load_before = os.getloadavg()[0]
+  shapes = {name: time_shape(b, k, size, repeats) for name, b, k, size in SHAPES}
+  headline = shapes[HEADLINE]
+  return {"headline_shape": HEADLINE,
+          "speedup_by_shape": {name: shape["speedup"] for name, shape in shapes.items()},
+          "speedup_best_of_by_shape": {name: shape["speedup_best_of"]
+                                       for name, shape in shapes.items()},
+          "jax_samples_per_s": headline["jax_samples_per_s"],
+          "torch_samples_per_s": headline["torch_samples_per_s"],
+          "speedup": headline["speedup"],
+          "speedup_min_over_shapes": min(s["speedup"] for s in shapes.values()),
+          "equivalent": all(s["equivalence"]["equal"] for s in shapes.values()),
+          "load_average_1m": [load_before, os.getloadavg()[0]],  # other work on the machine
+          "shapes": shapes}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--out", default="")
+  args = parser.parse_args()
+  common.emit({"machine": machine_info(), "reward_step": run(args.quick)}, args.out)
+
+
+if __name__ == "__main__":
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  main()
