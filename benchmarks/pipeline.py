@@ -11,7 +11,6 @@ train.py runs them (next batch, then the step): frames/s and the fraction of tim
 for data. headroom = delivered / consumed (goal >= 1.5).
 """
 
-import argparse
 import os
 import statistics
 import time
@@ -52,7 +51,7 @@ def run(quick=False):
   start = time.perf_counter()
   loader, train_ids, vocab = open_training_data(config)
   open_s = time.perf_counter() - start
-  sampler_kwargs = train._sampler_kwargs(config, config.seed)  # pylint: disable=protected-access
+  sampler_kwargs = train.sampler_options(config, config.seed)
   batches = pipeline.train_dataset(
       loader, train_ids, sampler_kwargs=sampler_kwargs,
       num_parallel_calls=config.data.num_parallel_calls,
@@ -110,13 +109,7 @@ def run(quick=False):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--out", default="")
-  args = parser.parse_args()
-  from benchmarks.run import machine_info  # pylint: disable=import-outside-toplevel
-  common.emit({"machine": machine_info(), "pipeline": run(args.quick)}, args.out)
+  common.benchmark_main("pipeline", run, __doc__)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ gradients on one batch, then times steps alternately (JAX, PyTorch, JAX, ...; wa
 and reports medians. samples/s counts steps (frames) per second.
 """
 
-import argparse
 import os
 import statistics
 import time
@@ -24,7 +23,6 @@ import jax
 import numpy as np
 
 from benchmarks import common
-from benchmarks.run import machine_info
 from rrd_jax import config_utils, losses, models, parallel, step as step_lib
 
 SHAPES = (  # name, episodes per batch B, steps per episode K, image size
@@ -154,12 +152,7 @@ def run(quick=False):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--out", default="")
-  args = parser.parse_args()
-  common.emit({"machine": machine_info(), "reward_step": run(args.quick)}, args.out)
+  common.benchmark_main("reward_step", run, __doc__)
 
 
 if __name__ == "__main__":

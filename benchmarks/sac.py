@@ -14,7 +14,6 @@ of the whole online loop (a short Hopper RRD-SAC run through rrd_jax.rl.train_on
 warm-up, one update per env step).
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -25,7 +24,6 @@ import jax
 import numpy as np
 
 from benchmarks import common
-from benchmarks.run import machine_info
 
 OBS, ACT = 11, 3
 CONFIG_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -147,12 +145,7 @@ def run(quick=False):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--out", default="")
-  args = parser.parse_args()
-  common.emit({"machine": machine_info(), "sac": run(args.quick)}, args.out)
+  common.benchmark_main("sac", run, __doc__)
 
 
 if __name__ == "__main__":

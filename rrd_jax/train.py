@@ -30,7 +30,8 @@ def _mean_metrics(metric_list):
   return {k: float(np.average([m[k] for m in fetched], weights=weights)) for k in fetched[0]}
 
 
-def _sampler_kwargs(config, seed):
+def sampler_options(config, seed):
+  """RRDSampler options of a training config (mixture weights, negatives), seeded with `seed`."""
   mixture = config.data.get("mixture") or {}
   return dict(episodes_per_batch=config.rrd.episodes_per_batch, sample_size=config.rrd.sample_size,
               seed=seed, weighting=config.data.episode_weighting,
@@ -47,7 +48,7 @@ def evaluate(state, eval_step, predict_fn, loader, eval_ids, config, mesh):
   """
   results, episode_rewards = {}, ([], [])
   dataset = pipeline.train_dataset(loader, eval_ids,
-                                   sampler_kwargs=_sampler_kwargs(config, config.seed + 1),
+                                   sampler_kwargs=sampler_options(config, config.seed + 1),
                                    num_steps=config.train.eval_batches,
                                    negative_return=config.returns.negative_return, **_process_args())
   batch_sharding = parallel.batch_sharding(mesh)
@@ -137,7 +138,7 @@ def train_and_evaluate(config, workdir, log=print):
       f"({len(train_ids)} train / {len(eval_ids)} held-out episodes); "
       f"training {config.train.num_steps} steps on {num_devices} {jax.default_backend()} device(s).")
 
-  sampler_kwargs = _sampler_kwargs(config, config.seed)
+  sampler_kwargs = sampler_options(config, config.seed)
   model = models.build_model(config.model, num_instructions=len(vocab))
   input_keys = models.model_input_keys(config.model)
   example = next(pipeline.train_dataset(loader, train_ids, sampler_kwargs=sampler_kwargs,
