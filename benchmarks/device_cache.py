@@ -97,7 +97,7 @@ def run(quick=False, config_path=os.path.join(ROOT, "configs", "libero_rrd.py"),
   # loop-invariant batch XLA may hoist input preprocessing (uint8 -> float, space-to-depth) out of
   # the loop, which the real step cannot do.
   fixed = jax.device_put(device.sample(device.table, device.probabilities, 0), sharding)
-  update = functools.partial(step_lib._update, input_keys=input_keys,  # pylint: disable=protected-access
+  update = functools.partial(step_lib.train_update, input_keys=input_keys,
                              rrd_config=config.rrd)
 
   @functools.partial(jax.jit, static_argnums=(2,), donate_argnums=(0,))

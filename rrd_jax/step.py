@@ -52,7 +52,8 @@ def _loss_and_metrics(apply_fn, params, batch, input_keys, rrd_config):
   return loss, metrics
 
 
-def _update(state, batch, input_keys, rrd_config):
+def train_update(state, batch, input_keys, rrd_config):
+  """One Adam step on an RRD batch (unjitted; the jitted steps below wrap it)."""
   grad_fn = jax.grad(functools.partial(_loss_and_metrics, state.apply_fn, input_keys=input_keys,
                                        rrd_config=rrd_config), argnums=0, has_aux=True)
   grads, metrics = grad_fn(state.params, batch)
@@ -70,7 +71,7 @@ def make_cached_train_fn(input_keys, rrd_config, mesh, cache):
     def body(state, step):
       batch = jax.lax.with_sharding_constraint(cache.sample(table, probabilities, step),
                                                batch_sharding)
-      return _update(state, batch, input_keys, rrd_config)
+      return train_update(state, batch, input_keys, rrd_config)
 
     state, metrics = jax.lax.scan(body, state, first_step + jnp.arange(num_steps))
     return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
@@ -82,7 +83,7 @@ def make_cached_train_fn(input_keys, rrd_config, mesh, cache):
 def make_train_step(input_keys, rrd_config, mesh):
   """(state, batch) -> (state, metrics); batch leaves are [B, K, ...] sharded over `data`."""
 
-  train_step = functools.partial(_update, input_keys=input_keys, rrd_config=rrd_config)
+  train_step = functools.partial(train_update, input_keys=input_keys, rrd_config=rrd_config)
   return jax.jit(train_step, in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
                  out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
                  donate_argnums=(0,))

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrd_jax import metrics
-from rrd_jax.data import pipeline
+from rrd_jax.data import pipeline, returns
 from rrd_jax.data.sampling import RRDSampler, episode_probabilities
 
 CACHE_KINDS = ("none", "host", "device")
@@ -96,6 +96,20 @@ def _wanted(inputs):
                                 ("wrist_image", inputs.wrist_image)) if on}
 
 
+def _finish_batch(batch, table, e, indices, negative, instruction, negative_return, xp):
+  """Adds the per-episode fields to gathered frames; negatives get the negative return (and
+  negative_return / T on every step) and their other instruction, as the stream does."""
+  length = table.length[e]
+  per_step = (negative_return / length.astype(xp.float32))[:, None].astype(xp.float32)
+  batch["true_reward"] = xp.where(negative[:, None], per_step, batch["true_reward"])
+  batch.update(episode_id=table.episode_id[e], episode_length=length,
+               episode_return=xp.where(negative, negative_return,
+                                       table.episode_return[e]).astype(xp.float32),
+               negative=negative, step=indices,
+               instruction_id=xp.broadcast_to(instruction[:, None], indices.shape))
+  return batch
+
+
 class HostCache:
   """Batches from a host FrameTable along the streaming sampler's plans (identical batches)."""
 
@@ -113,16 +127,8 @@ class HostCache:
     batch = _gather(t.frames, t.start[e], t.length[e], plan.sample_indices, self.wanted, np)
     negative = (plan.negative if plan.negative is not None else np.zeros(len(e), bool))
     instruction = plan.instruction_ids if plan.instruction_ids is not None else t.instruction_id[e]
-    lengths = t.length[e]
-    batch["true_reward"] = np.where(negative[:, None],
-                                    (self.negative_return / lengths)[:, None].astype(np.float32),
-                                    batch["true_reward"])
-    batch.update(episode_id=t.episode_id[e], episode_length=lengths,
-                 episode_return=np.where(negative, self.negative_return,
-                                         t.episode_return[e]).astype(np.float32),
-                 instruction_id=np.repeat(instruction[:, None], plan.sample_indices.shape[1], 1),
-                 negative=negative, step=plan.sample_indices)
-    return batch
+    return _finish_batch(batch, t, e, plan.sample_indices, negative, instruction,
+                         self.negative_return, np)
 
   def batches(self, start_step, num_steps):
     for step in range(start_step, start_step + num_steps):
@@ -148,24 +154,13 @@ def sample_batch(key, table, probabilities, *, episodes_per_batch, sample_size, 
   indices = indices.astype(jnp.int32)
   batch = _gather(table.frames, table.start[e], length, indices, wanted, jnp)
   instruction = table.instruction_id[e]
-  episode_return = table.episode_return[e]
   negative = jnp.zeros(episodes_per_batch, bool)
   if negatives_ratio > 0:
     negative = jax.random.uniform(k_negative, (episodes_per_batch,)) < negatives_ratio
-    own_pos = jnp.searchsorted(candidates, instruction)
-    own_in = candidates[jnp.minimum(own_pos, candidates.shape[0] - 1)] == instruction
-    n_other = candidates.shape[0] - own_in.astype(jnp.int32)
-    draw = jnp.floor(jax.random.uniform(k_other, (episodes_per_batch,)) * n_other).astype(jnp.int32)
-    draw = jnp.where(own_in & (draw >= own_pos), draw + 1, draw)
-    instruction = jnp.where(negative, candidates[draw], instruction)
-    episode_return = jnp.where(negative, negative_return, episode_return)
-    batch["true_reward"] = jnp.where(negative[:, None],
-                                     (negative_return / length.astype(jnp.float32))[:, None],
-                                     batch["true_reward"])
-  batch.update(episode_id=table.episode_id[e], episode_length=length,
-               episode_return=episode_return.astype(jnp.float32), negative=negative,
-               instruction_id=jnp.broadcast_to(instruction[:, None], indices.shape), step=indices)
-  return batch
+    other = returns.mismatched_from_uniform(jax.random.uniform(k_other, (episodes_per_batch,)),
+                                            instruction, candidates, jnp)
+    instruction = jnp.where(negative, other, instruction)
+  return _finish_batch(batch, table, e, indices, negative, instruction, negative_return, jnp)
 
 
 class DeviceCache:

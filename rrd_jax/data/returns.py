@@ -55,12 +55,16 @@ def mismatched_instructions(rng, own_ids, candidate_ids):
   candidate_ids: sorted unique instruction ids (at least 2). Returns [len(own_ids)] int32.
   """
   own_ids = np.asarray(own_ids)
-  candidates = np.asarray(candidate_ids)
-  # Draw among the candidates minus own: position j in [0, n-1) skips own's position.
-  own_pos = np.searchsorted(candidates, own_ids)
-  own_in = (own_pos < len(candidates)) & (candidates[np.minimum(own_pos, len(candidates) - 1)]
-                                          == own_ids)
-  n_other = len(candidates) - own_in.astype(np.int64)
-  draw = np.floor(rng.random(len(own_ids)) * n_other).astype(np.int64)
-  draw = np.where(own_in & (draw >= own_pos), draw + 1, draw)
-  return candidates[draw].astype(np.int32)
+  uniform = rng.random(len(own_ids))
+  return mismatched_from_uniform(uniform, own_ids, np.asarray(candidate_ids), np).astype(np.int32)
+
+
+def mismatched_from_uniform(uniform, own_ids, candidates, xp):
+  """The draw of `mismatched_instructions` from uniforms in [0, 1), in numpy or jax.numpy (xp):
+  position j among the candidates minus own (own's position is skipped)."""
+  own_pos = xp.searchsorted(candidates, own_ids)
+  own_in = candidates[xp.minimum(own_pos, candidates.shape[0] - 1)] == own_ids
+  n_other = candidates.shape[0] - own_in.astype(xp.int32)
+  draw = xp.floor(uniform * n_other).astype(xp.int32)
+  draw = xp.where(own_in & (draw >= own_pos), draw + 1, draw)
+  return candidates[draw]

@@ -99,14 +99,6 @@ def resolve_components(config, log=print):
           for c in components(config)]
 
 
-def resolve_dataset_dir(data_config, log=print):
-  """The one RLDS version directory of a data config (generating the embedded dataset if needed)."""
-  params = _embedded_params(data_config, data_config.embedded_episodes,
-                            data_config.get("embedded_success_rate", 1.0), 0)
-  component = Component("data", data_config.dataset_dir, 1.0, "sum", 0.0, params)
-  return _resolve(component, data_config, log)
-
-
 def _check_same_features(builders, keys, names, step_keys):
   reference = rlds.serialized_specs(builders[0], step_keys)
   for builder, name in zip(builders[1:], names[1:]):
