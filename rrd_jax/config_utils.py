@@ -7,7 +7,7 @@ import os
 import ml_collections
 
 from rrd_jax.checkpoint import is_checkpoint_name
-from rrd_jax.data.cache import CACHE_KINDS
+from rrd_jax.data import CACHE_KINDS
 from rrd_jax.data.returns import RETURN_KINDS
 from rrd_jax.data.sampling import EPISODE_WEIGHTINGS
 from rrd_jax.errors import UserError

@@ -1,12 +1,13 @@
-"""Metrics to metrics.jsonl and TensorBoard (clu), and a progress bar with rate and ETA."""
+"""Metrics to metrics.jsonl and TensorBoard (clu, where tensorflow is installed), and a progress
+bar with rate and ETA."""
 
+import functools
 import json
 import math
 import os
 import sys
 
 import tqdm
-from clu import metric_writers
 
 
 def read_rows(workdir):
@@ -23,14 +24,33 @@ def read_rows(workdir):
   return rows
 
 
+@functools.cache
+def _metric_writers():
+  """clu.metric_writers, or None (after one warning per process) where tensorflow is missing."""
+  try:
+    from clu import metric_writers  # pylint: disable=import-outside-toplevel  (needs tensorflow)
+  except ImportError:
+    print("Warning: tensorflow is not installed, so TensorBoard events are skipped (metrics.jsonl "
+          "only); pip install -r requirements.txt installs it.", file=sys.stderr)
+    return None
+  return metric_writers
+
+
+def _tensorboard_writer(logdir):
+  """clu's SummaryWriter on `logdir`, or None where tensorflow is missing."""
+  writers = _metric_writers()
+  return None if writers is None else writers.SummaryWriter(logdir)
+
+
 class MetricsLogger:
-  """One JSON object per write in WORKDIR/metrics.jsonl, the same scalars as TensorBoard events."""
+  """One JSON object per write in WORKDIR/metrics.jsonl, the same scalars as TensorBoard events
+  (skipped where tensorflow is not installed)."""
 
   def __init__(self, workdir, enabled=True):
     self.enabled = enabled
     if enabled:
       self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
-      self._writer = metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard"))
+      self._writer = _tensorboard_writer(os.path.join(workdir, "tensorboard"))
 
   def write(self, step, scalars):
     if not self.enabled:
@@ -40,19 +60,21 @@ class MetricsLogger:
     record.update({k: (v if math.isfinite(v) else None) for k, v in scalars.items()})
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
-    self._writer.write_scalars(int(step), scalars)
-    self._writer.flush()
+    if self._writer is not None:
+      self._writer.write_scalars(int(step), scalars)
+      self._writer.flush()
 
   def write_image(self, step, name, image):
-    """One [H, W, 3] uint8 image to TensorBoard."""
-    if self.enabled:
+    """One [H, W, 3] uint8 image to TensorBoard (skipped without it)."""
+    if self.enabled and self._writer is not None:
       self._writer.write_images(int(step), {name: image[None]})
       self._writer.flush()
 
   def close(self):
     if self.enabled:
       self._jsonl.close()
-      self._writer.close()
+      if self._writer is not None:
+        self._writer.close()
 
 
 def progress_bar(total, description, initial=0, enabled=True):

@@ -15,10 +15,9 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from rrd_jax import checkpoint, config_utils, evaluation, metrics, models, parallel, plots, profiling
-from rrd_jax import run_dir, steppers
+from rrd_jax import checkpoint, config_utils, metrics, models, parallel, plots, profiling, run_dir
 from rrd_jax import step as step_lib
-from rrd_jax.data import pipeline, returns, rlds, source
+from rrd_jax.data import returns
 from rrd_jax.errors import UserError, exit_with_error, run_app, unknown_config_field_message
 
 
@@ -46,6 +45,9 @@ def evaluate(state, eval_step, predict_fn, loader, eval_ids, config, mesh):
 
   Returns (metrics, (predicted, dataset) per-step rewards of the fully predicted episodes).
   """
+  # The dataset modules need tensorflow, which the online path (rrd_jax.rl) runs without.
+  from rrd_jax import evaluation  # pylint: disable=import-outside-toplevel
+  from rrd_jax.data import pipeline  # pylint: disable=import-outside-toplevel
   results, episode_rewards = {}, ([], [])
   dataset = pipeline.train_dataset(loader, eval_ids,
                                    sampler_kwargs=sampler_options(config, config.seed + 1),
@@ -95,6 +97,9 @@ def train_and_evaluate(config, workdir, log=print):
   Rerunning with the same config and workdir resumes from the latest checkpoint; the result is
   bitwise the same as an uninterrupted run (the batch at step s depends only on (seed, s)).
   """
+  # The dataset modules need tensorflow, which the online path (rrd_jax.rl) runs without.
+  from rrd_jax import steppers  # pylint: disable=import-outside-toplevel
+  from rrd_jax.data import pipeline, rlds, source  # pylint: disable=import-outside-toplevel
   config_utils.validate(config)
   main_process = parallel.is_main_process()
   if not main_process:

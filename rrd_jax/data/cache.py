@@ -19,10 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrd_jax import metrics
-from rrd_jax.data import pipeline, returns
+from rrd_jax.data import CACHE_KINDS, pipeline, returns  # noqa: F401  (CACHE_KINDS re-exported)
 from rrd_jax.data.sampling import RRDSampler, episode_probabilities
-
-CACHE_KINDS = ("none", "host", "device")
 
 
 @dataclasses.dataclass
