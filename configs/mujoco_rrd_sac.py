@@ -3,7 +3,10 @@
 Usage: python -m rrd_jax.train --config configs/mujoco_rrd_sac.py:VARIANT --workdir DIR \
          [--config.reward.kind=ircr] [--config.KEY=VALUE ...]
 Variants: hopper (default), walker2d, halfcheetah, ant, humanoid (the v5 tasks, 1M env steps),
-  pendulum (Pendulum-v1, dense reward, small: a cheap check that SAC learns).
+  pendulum (Pendulum-v1, dense reward, small: a cheap check that SAC learns),
+  <task>_comparison, e.g. hopper_comparison: the reward-kind comparison of BENCHMARKS.md as one
+  population (rrd, ircr, episodic, dense x 3 seeds, 200k env steps, environments in
+  subprocesses), written to WORKDIR/<kind>_seed<seed>/ plus WORKDIR/comparison.png.
 The defaults are the reference's: SAC 256-256, Adam 3e-4, alpha 1.0 tuned to -|A|, polyak 0.995,
 batch 256, buffer 1e6, 10k warm-up steps, one gradient step per environment step (taken 100 at a
 time after every 100 environment steps, as the reference's iterations do), RRD K=64 steps of
@@ -16,11 +19,17 @@ ENVS = {"hopper": "Hopper-v5", "walker2d": "Walker2d-v5", "halfcheetah": "HalfCh
         "ant": "Ant-v5", "humanoid": "Humanoid-v5", "pendulum": "Pendulum-v1"}
 
 
+COMPARISON = "_comparison"
+
+
 def get_config(variant="hopper"):
   variant = variant or "hopper"
+  comparison = variant.endswith(COMPARISON) and variant != "pendulum" + COMPARISON
+  if comparison:
+    variant = variant[:-len(COMPARISON)]
   if variant not in ENVS:
     raise ValueError(f"unknown variant {variant!r} of configs/mujoco_rrd_sac.py; expected one of "
-                     f"{', '.join(ENVS)}")
+                     f"{', '.join(ENVS)}, or a MuJoCo one + {COMPARISON!r}")
   config = ml_collections.ConfigDict()
   config.seed = 0  # Seeds networks, sampling, exploration and the environments.
 
@@ -28,6 +37,11 @@ def get_config(variant="hopper"):
   env.name = ENVS[variant]  # Gymnasium id: Hopper-v5, Walker2d-v5, HalfCheetah-v5, Ant-v5, Humanoid-v5, Pendulum-v1.
   env.max_episode_steps = 1000  # Time limit; reaching it ends the episode but is not a terminal.
   env.num_envs = 1  # Training environments stepped side by side (each step = num_envs env steps).
+  env.subprocesses = False  # True: each environment steps in its own process (many envs, many cores).
+
+  config.population = population = ml_collections.ConfigDict()
+  population.seeds = 1  # Runs seed, seed + 1, ... trained side by side, vmapped (one process).
+  population.reward_kinds = ""  # Comma-separated kinds run side by side, e.g. "rrd,ircr,episodic"; "" = reward.kind.
 
   config.reward = reward = ml_collections.ConfigDict()
   reward.kind = "rrd"  # SAC's reward: rrd, rrd_lrd, ircr, uniform, episodic (raw delayed), dense (oracle).
@@ -89,4 +103,10 @@ def get_config(variant="hopper"):
     evaluation.every_steps = 1000
     evaluation.episodes = 4
     checkpoint.every_steps = 0
+  if comparison:
+    population.reward_kinds = "rrd,ircr,episodic,dense"
+    population.seeds = 3
+    env.subprocesses = True
+    train.total_env_steps = 200_000
+    evaluation.episodes = 5
   return config

@@ -1,6 +1,7 @@
 """Learning curves of online runs: python -m rrd_jax.plot_runs DIR... [--out cmp.png] [--summary S.json]
 
-Each DIR is a run's workdir (or a directory whose subdirectories are runs). Runs are grouped by
+Each DIR is a run's workdir, a population's workdir (its members are runs) or a directory whose
+subdirectories are runs. Runs are grouped by
 reward.kind (from each run's config.json; by env too when several envs appear); each group's
 eval/return curve is plotted as the mean +- std over its runs (seeds) on the env steps all of them
 reached. --summary writes, per group, the final mean / std / per-run returns as JSON.
@@ -51,13 +52,17 @@ def save_learning_curve(workdir):
 
 
 def find_runs(paths):
+  """Run workdirs: each path's subdirectories that are runs (a population's members, or a
+  directory of runs), else the path itself when it is a run."""
   runs = []
   for path in paths:
-    if os.path.exists(os.path.join(path, "config.json")):
+    inner = sorted(os.path.join(path, d) for d in os.listdir(path)
+                   if os.path.exists(os.path.join(path, d, "config.json"))
+                   ) if os.path.isdir(path) else []
+    if inner:
+      runs += inner
+    elif os.path.exists(os.path.join(path, "config.json")):
       runs.append(path)
-    elif os.path.isdir(path):
-      runs += sorted(os.path.join(path, d) for d in os.listdir(path)
-                     if os.path.exists(os.path.join(path, d, "config.json")))
     else:
       raise UserError(f"{path} is neither a run directory (with config.json) nor a directory of runs")
   return runs

@@ -57,19 +57,64 @@ def test_terminal_episode_sums_at_the_end():
                                                         (6, True, False)]
 
 
-def test_env_batch_hands_out_finished_episodes():
-  batch = envs.EnvBatch("Pendulum-v1", num_envs=2, max_episode_steps=5, seed=0)
-  finished = []
+@pytest.mark.parametrize("subprocesses", [False, True])
+def test_env_batch_hands_out_finished_episodes(subprocesses):
+  batch = envs.EnvBatch("Pendulum-v1", max_episode_steps=5, seeds=[0, 1],
+                        subprocesses=subprocesses)
+  finished, dense_sum = [], np.zeros(2)
   for _ in range(7):
-    finished += batch.step(batch.random_actions())
+    done_episodes, dense, done = batch.step(batch.random_actions())
+    dense_sum += dense
+    assert list(done) == [bool(e) for e in np.isin([0, 1], [d.env_index for d in done_episodes])]
+    finished += done_episodes
   assert len(finished) == 2  # each env finished one 5-step episode; 2-step ones still run
+  assert sorted(e.env_index for e in finished) == [0, 1]
   for episode in finished:
     assert len(episode) == 5
     np.testing.assert_array_equal(episode.terminal, 0.0)  # a time-out is not a terminal
     np.testing.assert_array_equal(episode.reward[:-1], 0.0)
     np.testing.assert_allclose(episode.reward[-1], episode.dense_reward.sum(), rtol=1e-6)
+    # the last step's next observation is the final one, not the reset one
     np.testing.assert_array_equal(episode.observation[1:], episode.next_observation[:-1])
     assert np.all(np.abs(episode.action) <= 1.0)
+  assert not np.allclose(finished[0].observation, finished[1].observation)  # own seeds
+  # the two running 2-step episodes' rewards are in dense_sum as well
+  assert np.all(dense_sum < np.array([e.dense_reward.sum() for e in
+                                      sorted(finished, key=lambda e: e.env_index)]))
+  batch.close()
+
+
+def test_subprocess_and_in_process_batches_step_alike():
+  """The same seeds and actions give the same transitions and episodes in both backends."""
+  batches = [envs.EnvBatch("Pendulum-v1", max_episode_steps=4, seeds=[7, 8], subprocesses=sub)
+             for sub in (False, True)]
+  for _ in range(6):
+    actions = batches[0].random_actions()
+    np.testing.assert_array_equal(actions, batches[1].random_actions())
+    (done_a, dense_a, _), (done_b, dense_b, _) = (b.step(actions) for b in batches)
+    np.testing.assert_allclose(dense_a, dense_b, rtol=1e-6)
+    np.testing.assert_allclose(batches[0].observations, batches[1].observations, rtol=1e-6)
+    assert [e.env_index for e in done_a] == [e.env_index for e in done_b]
+    for a, b in zip(done_a, done_b):
+      np.testing.assert_allclose(a.next_observation, b.next_observation, rtol=1e-6)
+      np.testing.assert_allclose(a.reward, b.reward, rtol=1e-6)
+  for b in batches:
+    b.close()
+
+
+def test_evaluate_sums_each_envs_first_episode():
+  batch = envs.EnvBatch("Pendulum-v1", max_episode_steps=6, seeds=[0, 0, 0])
+  policy = lambda obs: np.zeros((len(obs), 1), np.float32)  # noqa: E731
+  first = envs.evaluate(batch, policy, seeds=[3, 4, 3])
+  np.testing.assert_allclose(first[0], first[2])  # same seed, same deterministic episode
+  assert first[0] != first[1]
+  again = envs.evaluate(batch, policy, seeds=[3, 4, 3])  # reseeded: the same episodes again
+  np.testing.assert_allclose(first, again)
+  # by hand: one env, 6 steps of the dense reward
+  single = envs.make_env("Pendulum-v1", 6)
+  single.reset(seed=4)
+  total = sum(single.step(np.zeros(1, np.float32))[4]["dense_reward"] for _ in range(6))
+  np.testing.assert_allclose(first[1], total, rtol=1e-6)
   batch.close()
 
 

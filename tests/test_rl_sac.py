@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrd_jax.rl import learner, replay, sac
+from rrd_jax.rl import learner, population, replay, sac
 from tests.rl_helpers import filled_buffer, make_episode, online_config
 
 OBS, ACT, BATCH = 3, 2, 5
@@ -117,12 +117,13 @@ def test_scan_of_n_steps_equals_n_single_steps(repo_root):
                                        "env.max_episode_steps": 20})
   hp = sac.SACParams.from_config(config.sac, ACT)
   buffer = filled_buffer([make_episode(t, seed=t) for t in (7, 12, 20, 3)], capacity=64)
-  init = lambda: learner.create(config, hp, OBS, jax.random.PRNGKey(1))  # noqa: E731
-  single = learner.make_train_step(config, hp)
+  buffers, kinds = population.repeat(buffer, 1), jnp.zeros(1, jnp.int32)  # a population of one
+  init = lambda: learner.create_members(config, hp, OBS, [1])  # noqa: E731
+  single = learner.make_train_step(config, hp, ("rrd",))
   state = init()
   for _ in range(4):
-    state, _ = single(state, buffer)
-  fused, metrics = learner.make_train_steps(config, hp, 4)(init(), buffer)
-  assert int(fused.updates) == 4 and np.isfinite(metrics["rrd_loss"])
+    state, _ = single(state, buffers, kinds)
+  fused, metrics = learner.make_train_steps(config, hp, ("rrd",), 4)(init(), buffers, kinds)
+  assert int(fused.updates[0]) == 4 and np.isfinite(metrics["rrd_loss"][0])
   for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(fused), strict=True):
     np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-6)

@@ -8,6 +8,7 @@ through it. Actions are rescaled so the agent always acts in [-1, 1]^A.
 """
 
 import dataclasses
+import functools
 
 import gymnasium as gym
 import numpy as np
@@ -62,13 +63,14 @@ def env_dims(name):
 
 @dataclasses.dataclass
 class Episode:
-  """One finished episode's transitions, [T, ...] arrays."""
+  """One finished episode's transitions, [T, ...] arrays, and the index of the env that ran it."""
   observation: np.ndarray
   action: np.ndarray
   next_observation: np.ndarray
   reward: np.ndarray  # the environment's (delayed) reward: 0 ... 0, R
   dense_reward: np.ndarray  # the true per-step reward (oracle / evaluation only)
   terminal: np.ndarray  # 1.0 on a true terminal (not on a time-out)
+  env_index: int = 0  # which of the EnvBatch's environments ran it
 
   def __len__(self):
     return len(self.reward)
@@ -79,65 +81,87 @@ class Episode:
 
 
 class EnvBatch:
-  """`num_envs` environments stepped together; each restarts when its episode ends.
+  """Environments stepped together (a gymnasium vector env); each restarts when its episode ends.
 
+  One environment per seed in `seeds`. With subprocesses=True each steps in its own process
+  (gymnasium's AsyncVectorEnv, started with "spawn": safe after JAX has started threads), which
+  pays off for many environments on a many-core machine; otherwise all step in this process.
   Transitions of running episodes are kept here and handed out as an `Episode` only when the
   episode has finished, so the replay buffer only ever holds whole episodes (as the reference does).
+  Random (warm-up) actions come from one generator per environment, seeded by its seed.
   """
 
-  def __init__(self, name, num_envs, max_episode_steps, seed):
-    self.envs = [make_env(name, max_episode_steps) for _ in range(num_envs)]
-    self.observations = np.stack([env.reset(seed=seed + i)[0] for i, env in
-                                  enumerate(self.envs)]).astype(np.float32)  # [E, O]
-    for i, env in enumerate(self.envs):
-      env.action_space.seed(seed + i)
-    self._running = [[] for _ in self.envs]
+  def __init__(self, name, max_episode_steps, seeds, subprocesses=False):
+    check_env_name(name)
+    make = functools.partial(make_env, name, max_episode_steps)
+    same_step = gym.vector.AutoresetMode.SAME_STEP
+    if subprocesses:
+      self.vector = gym.vector.AsyncVectorEnv([make] * len(seeds), autoreset_mode=same_step,
+                                              context="spawn")
+    else:
+      self.vector = gym.vector.SyncVectorEnv([make] * len(seeds), autoreset_mode=same_step)
+    self.action_size = int(np.prod(self.vector.single_action_space.shape))
+    self.reset(seeds)
+
+  def __len__(self):
+    return self.vector.num_envs
+
+  def reset(self, seeds):
+    """Restarts every environment (seeded) and drops the running episodes."""
+    observations, _ = self.vector.reset(seed=[int(s) for s in seeds])
+    self.observations = np.asarray(observations, np.float32)  # [E, O]
+    self._rngs = [np.random.default_rng(int(s)) for s in seeds]
+    self._running = [[] for _ in seeds]
 
   def random_actions(self):
-    return np.stack([env.action_space.sample() for env in self.envs]).astype(np.float32)
+    return np.stack([rng.uniform(-1.0, 1.0, self.action_size) for rng in self._rngs]
+                    ).astype(np.float32)
 
   def step(self, actions):
-    """Steps every env with actions [E, A]; returns the list of episodes that finished."""
+    """Steps every env with actions [E, A]; returns (list of episodes that finished, true
+    per-step rewards [E], done [E])."""
+    actions = np.asarray(actions, np.float32)
+    observations, rewards, terminated, truncated, info = self.vector.step(actions)
+    observations = np.asarray(observations, np.float32)
+    done = np.logical_or(terminated, truncated)
+    dense = np.asarray(info.get("dense_reward", np.zeros(len(self))), np.float64).copy()
+    next_observations = observations.copy()
+    if done.any():
+      final_info = info["final_info"]
+      for i in np.flatnonzero(done):
+        next_observations[i] = info["final_obs"][i]
+        dense[i] = final_info["dense_reward"][i]
     finished = []
-    for i, env in enumerate(self.envs):
-      next_observation, reward, terminated, truncated, info = env.step(actions[i])
-      next_observation = np.asarray(next_observation, np.float32)
-      self._running[i].append((self.observations[i].copy(), actions[i], next_observation, reward,
-                               info["dense_reward"], float(terminated)))
-      if terminated or truncated:
-        finished.append(_to_episode(self._running[i]))
+    for i in range(len(self)):
+      self._running[i].append((self.observations[i], actions[i], next_observations[i],
+                               float(rewards[i]), float(dense[i]), float(terminated[i])))
+      if done[i]:
+        finished.append(_to_episode(self._running[i], i))
         self._running[i] = []
-        next_observation = np.asarray(env.reset()[0], np.float32)
-      self.observations[i] = next_observation
-    return finished
+    self.observations = observations
+    return finished, dense, done
 
   def close(self):
-    for env in self.envs:
-      env.close()
+    self.vector.close()
 
 
-def _to_episode(steps):
+def _to_episode(steps, env_index):
   columns = list(zip(*steps))
   return Episode(observation=np.stack(columns[0]), action=np.stack(columns[1]),
                  next_observation=np.stack(columns[2]),
                  reward=np.asarray(columns[3], np.float32),
                  dense_reward=np.asarray(columns[4], np.float32),
-                 terminal=np.asarray(columns[5], np.float32))
+                 terminal=np.asarray(columns[5], np.float32), env_index=env_index)
 
 
-def evaluate(name, max_episode_steps, policy, num_episodes, seed):
-  """Mean true (dense) return of `policy` ([E, O] -> [E, A]) over num_episodes run side by side."""
-  envs = EnvBatch(name, num_episodes, max_episode_steps, seed)
-  returns = np.zeros(num_episodes)
-  active = np.ones(num_episodes, bool)
+def evaluate(batch, policy, seeds):
+  """True (dense) return of one episode per environment of `batch` (reset with `seeds`), all run
+  side by side under `policy` ([E, O] -> [E, A]): [E]."""
+  batch.reset(seeds)
+  returns = np.zeros(len(batch))
+  active = np.ones(len(batch), bool)
   while active.any():
-    actions = policy(envs.observations)
-    for i, env in enumerate(envs.envs):
-      if not active[i]:
-        continue
-      observation, _, terminated, truncated, info = env.step(actions[i])
-      returns[i] += info["dense_reward"]
-      envs.observations[i] = observation
-      active[i] = not (terminated or truncated)
-  envs.close()
+    _, dense, done = batch.step(policy(batch.observations))
+    returns += np.where(active, dense, 0.0)
+    active &= ~done
   return returns

@@ -7,7 +7,9 @@ One training step (RRD_REFERENCE.md, "The full agent"):
      the rrd kinds r_hat(s, a, s') of the reward model as just updated).
 `make_train_steps(n)` fuses n steps into one jitted lax.scan; every step draws its batches inside
 jit from the device replay buffer with a key split off the state's rng, so n fused steps equal n
-single steps.
+single steps. Both run a population: states, buffers and kind ids carry a leading member axis
+(a single run is a population of one) and the step is vmapped over it, so members (seeds, reward
+kinds) train side by side in one call.
 """
 
 import functools
@@ -46,51 +48,79 @@ def create(config, hp, observation_size, key):
                       updates=jnp.zeros((), jnp.int32))
 
 
-def rrd_update(reward_state, rrd_config, bias_correction, batch):
-  """One RRD update on batch [B, K, ...] steps + [B] episode_return / episode_length."""
+def bias_correction(config, kind):
+  """Whether `kind`'s reward model is trained with L-RD (bias correction) instead of L-Rand-RD."""
+  return kind == "rrd_lrd" or bool(config.rrd.bias_correction)
+
+
+def rrd_update(reward_state, rrd_config, corrected, batch):
+  """One RRD update on batch [B, K, ...] steps + [B] episode_return / episode_length.
+
+  `corrected`: bias correction (L-RD), a Python bool or a traced [] bool (a population mixing
+  rrd and rrd_lrd members: both losses are computed and the member's is used)."""
   inputs = rewards.model_inputs(batch)
 
   def loss_fn(params):
     pred = step_lib.predict_sampled(reward_state.apply_fn, params, inputs)  # [B, K]
-    return losses.rrd_loss(pred, batch["episode_return"], batch["episode_length"],
-                           form=rrd_config.loss_form, bias_correction=bias_correction), pred
+    loss = functools.partial(losses.rrd_loss, pred, batch["episode_return"],
+                             batch["episode_length"], form=rrd_config.loss_form)
+    if isinstance(corrected, bool):
+      return loss(bias_correction=corrected), pred
+    return jnp.where(corrected, loss(bias_correction=True), loss(bias_correction=False)), pred
 
   (loss, pred), grads = jax.value_and_grad(loss_fn, has_aux=True)(reward_state.params)
   metrics = {"rrd_loss": loss, "rrd_reward_mean": jnp.mean(pred)}
   return reward_state.apply_gradients(grads=grads), metrics
 
 
-def train_step(state, buffer, *, config, hp):
-  """One RRD (rrd kinds) + SAC update with batches drawn from `buffer`: (state, metrics)."""
-  kind = config.reward.kind
+def train_step(state, buffer, kind_id, *, config, hp, kinds):
+  """One RRD + SAC update with batches drawn from `buffer`: (state, metrics).
+
+  `kinds` (static) are the reward kinds of the population and kind_id ([] int32, traced) this
+  member's index into them. The reward model is updated when any of `kinds` uses it (under vmap a
+  member whose kind does not use it still trains one; SAC never reads it). With several kinds
+  every kind's rewards are computed and the member's are used."""
   rng, key_batch, key_rrd, key_sac = jax.random.split(state.rng, 4)
   metrics = {}
   reward = state.reward
-  if rewards.uses_reward_model(kind):
+  model_kinds = [k for k in kinds if rewards.uses_reward_model(k)]
+  if model_kinds:
     rrd_batch = replay.sample_episodes(buffer, key_rrd, config.rrd.episodes_per_batch,
                                        config.rrd.sample_size, config.env.max_episode_steps)
-    bias_correction = kind == "rrd_lrd" or config.rrd.bias_correction
-    reward, metrics = rrd_update(reward, config.rrd, bias_correction, rrd_batch)
+    flags = {bias_correction(config, k) for k in model_kinds}
+    corrected = flags.pop() if len(flags) == 1 else jnp.asarray(
+        [bias_correction(config, k) for k in kinds])[kind_id]
+    reward, metrics = rrd_update(reward, config.rrd, corrected, rrd_batch)
   batch = replay.sample_transitions(buffer, key_batch, config.sac.batch_size)
   reward_fn = functools.partial(reward.apply_fn, reward.params)
-  batch["reward"] = rewards.transition_rewards(kind, batch, buffer.return_min, buffer.return_max,
-                                               reward_fn)
+  candidates = [rewards.transition_rewards(k, batch, buffer.return_min, buffer.return_max,
+                                           reward_fn) for k in kinds]
+  batch["reward"] = candidates[0] if len(kinds) == 1 else jnp.stack(candidates)[kind_id]
   sac_state, sac_metrics = sac.update(state.sac, hp, batch, key_sac)
   metrics.update(sac_metrics, reward_mean=jnp.mean(batch["reward"]))
   return LearnerState(sac=sac_state, reward=reward, rng=rng, updates=state.updates + 1), metrics
 
 
-def make_train_step(config, hp):
-  """Jitted (state, buffer) -> (state, metrics): one step."""
-  return jax.jit(functools.partial(train_step, config=config, hp=hp), donate_argnums=(0,))
+def make_train_step(config, hp, kinds):
+  """Jitted (states, buffers, kind_ids) -> (states, metrics [M]): one step of every member."""
+  step = jax.vmap(functools.partial(train_step, config=config, hp=hp, kinds=tuple(kinds)))
+  return jax.jit(step, donate_argnums=(0,))
 
 
-def make_train_steps(config, hp, num_steps):
-  """Jitted (state, buffer) -> (state, metrics averaged over the steps): num_steps fused steps."""
-  step = functools.partial(train_step, config=config, hp=hp)
+def make_train_steps(config, hp, kinds, num_steps):
+  """Jitted (states, buffers, kind_ids) -> (states, metrics [M] averaged over the steps):
+  num_steps fused steps of every member in one lax.scan."""
+  step = jax.vmap(functools.partial(train_step, config=config, hp=hp, kinds=tuple(kinds)))
 
-  def many(state, buffer):
-    state, metrics = jax.lax.scan(lambda s, _: step(s, buffer), state, None, length=num_steps)
-    return state, jax.tree.map(jnp.mean, metrics)
+  def many(states, buffers, kind_ids):
+    states, metrics = jax.lax.scan(lambda s, _: step(s, buffers, kind_ids), states, None,
+                                   length=num_steps)
+    return states, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
 
   return jax.jit(many, donate_argnums=(0,))
+
+
+def create_members(config, hp, observation_size, seeds):
+  """Learner states of a population, one per seed, stacked on a leading member axis."""
+  keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 0) for s in seeds])
+  return jax.vmap(lambda key: create(config, hp, observation_size, key))(keys)

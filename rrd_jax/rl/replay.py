@@ -85,6 +85,19 @@ def episodes_to_rows(episodes):
   return blocks
 
 
+def member_blocks(episodes_by_member):
+  """Host side: finished episodes per member -> blocks [M, INSERT_BLOCK, ...] for a vmapped
+  `insert`; a member with fewer blocks than another gets blocks with no valid rows."""
+  per_member = [episodes_to_rows(episodes) for episodes in episodes_by_member]
+  count = max(map(len, per_member), default=0)
+  if not count:
+    return []
+  template = next(blocks[0] for blocks in per_member if blocks)
+  empty = {k: np.zeros_like(v) for k, v in template.items()}  # valid: all False
+  return [{k: np.stack([(blocks[i] if i < len(blocks) else empty)[k] for blocks in per_member])
+           for k in template} for i in range(count)]
+
+
 def insert(buffer, rows):
   """Appends the valid rows of one block (whole episodes, in order) to the ring."""
   valid = rows["valid"]

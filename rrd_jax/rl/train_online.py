@@ -6,7 +6,9 @@ and, once past the warm-up, train.updates_per_call training steps (RRD + SAC, le
 one jitted lax.scan. Every eval.every_steps the deterministic policy runs eval.episodes episodes
 and their true dense return is logged. Writes WORKDIR/config.json, metrics.jsonl (step =
 env_steps), tensorboard/, learning_curve.png, final_metrics.json and checkpoints/ (agent + replay
-buffer; checkpointing.py says what resumes). Rerunning with the same --workdir resumes.
+buffer; checkpointing.py says what resumes). Rerunning with the same --workdir resumes. With
+config.population several runs (seeds x reward kinds) train side by side, vmapped, each in its
+own subdirectory (population.py).
 """
 
 import json
@@ -14,11 +16,12 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from rrd_jax import config_utils, losses, metrics, plot_runs, run_dir
+from rrd_jax import config_utils, losses, metrics, plot_runs, plots, run_dir
 from rrd_jax.errors import UserError
-from rrd_jax.rl import checkpointing, envs, learner as learner_lib, replay, rewards, sac
+from rrd_jax.rl import checkpointing, envs, learner as learner_lib, population, replay, rewards, sac
 
 
 def _check(condition, message):
@@ -29,9 +32,18 @@ def _check(condition, message):
 def validate(config):
   """Raises UserError naming the first invalid value."""
   envs.check_env_name(config.env.name)
+  known = ", ".join(rewards.REWARD_KINDS)
   kind = config.reward.kind
-  _check(kind in rewards.REWARD_KINDS,
-         f"reward.kind must be one of {', '.join(rewards.REWARD_KINDS)}, got {kind!r}")
+  _check(kind in rewards.REWARD_KINDS, f"reward.kind must be one of {known}, got {kind!r}")
+  listed = config.population.reward_kinds
+  unknown = [k.strip() for k in str(listed).split(",")
+             if k.strip() not in rewards.REWARD_KINDS + ("",)]
+  if unknown:
+    raise UserError(f"population.reward_kinds must be a comma-separated list of {known}, got "
+                    f"{unknown[0]!r} in {listed!r}")
+  _check(config.population.seeds >= 1,
+         f"population.seeds must be >= 1, got {config.population.seeds}")
+  kinds = population.reward_kinds(config)
   s = config.sac
   _check(0.0 <= s.gamma <= 1.0, f"sac.gamma must be in [0, 1], got {s.gamma}")
   _check(0.0 <= s.polyak < 1.0, f"sac.polyak must be in [0, 1), got {s.polyak}")
@@ -51,8 +63,9 @@ def validate(config):
   _check(r.loss_form in losses.LOSS_FORMS,
          f"rrd.loss_form must be one of {', '.join(losses.LOSS_FORMS)}, got {r.loss_form!r}")
   _check(r.learning_rate > 0, f"rrd.learning_rate must be > 0, got {r.learning_rate}")
-  bias_correction = kind == "rrd_lrd" or r.bias_correction
-  _check(not (bias_correction and rewards.uses_reward_model(kind)) or r.sample_size >= 2,
+  corrected = any(learner_lib.bias_correction(config, k) and rewards.uses_reward_model(k)
+                  for k in kinds)
+  _check(not corrected or r.sample_size >= 2,
          f"bias correction (reward.kind rrd_lrd) needs rrd.sample_size >= 2, got {r.sample_size}")
   e, t = config.env, config.train
   _check(e.max_episode_steps >= 1, f"env.max_episode_steps must be >= 1, got {e.max_episode_steps}")
@@ -80,39 +93,57 @@ def _crossed(before, after, every):
 
 
 class _Interval:
-  """Training metrics and timings accumulated between two logs."""
+  """Training metrics and timings of every member accumulated between two logs."""
 
-  def __init__(self):
+  def __init__(self, size):
     self.start, self.update_time, self.updates, self.env_steps = time.perf_counter(), 0.0, 0, 0
-    self.metrics, self.episode_returns, self.excluded = [], [], 0.0
+    self.metrics, self.excluded = [], 0.0
+    self.episode_returns = [[] for _ in range(size)]
 
-  def scalars(self):
+  def scalars(self, kinds):
+    """[{name: value}] per member; `kinds` the members' reward kinds (rrd_* only where used)."""
     elapsed = max(time.perf_counter() - self.start - self.excluded, 1e-9)
-    out = {"train/env_steps_per_s": self.env_steps / elapsed}
-    if self.updates:
-      out["train/updates_per_s"] = self.updates / max(self.update_time, 1e-9)
-    if self.metrics:
-      fetched = jax.device_get(self.metrics)
-      out.update({f"train/{k}": float(np.mean([m[k] for m in fetched])) for k in fetched[0]})
-    if self.episode_returns:
-      out["train/episode_return"] = float(np.mean(self.episode_returns))
+    fetched = jax.device_get(self.metrics)  # [calls] of {name: [M]}
+    out = []
+    for m, kind in enumerate(kinds):
+      row = {"train/env_steps_per_s": self.env_steps / elapsed}
+      if self.updates:
+        row["train/updates_per_s"] = self.updates / max(self.update_time, 1e-9)
+      for name in (fetched[0] if fetched else {}):
+        if name.startswith("rrd_") and not rewards.uses_reward_model(kind):
+          continue
+        row[f"train/{name}"] = float(np.mean([f[name][m] for f in fetched]))
+      if self.episode_returns[m]:
+        row["train/episode_return"] = float(np.mean(self.episode_returns[m]))
+      out.append(row)
     return out
 
 
 def train_and_evaluate(config, workdir, log=print):
-  """Trains per `config` into `workdir` (resuming a run found there); returns the final metrics."""
+  """Trains per `config` into `workdir` (resuming a run found there); returns the final metrics
+  (of the run, or {member name: final metrics} for a population)."""
   validate(config)
   workdir, resume = run_dir.prepare(workdir, config, log=log)
   checkpoint_dir = os.path.abspath(os.path.expanduser(config.checkpoint.dir or
                                                       os.path.join(workdir, "checkpoints")))
   observation_size, action_size = envs.env_dims(config.env.name)
-  config_utils.write_run_config(os.path.join(workdir, "config.json"), config, {
-      "checkpoint_dir": checkpoint_dir, "observation_size": observation_size,
-      "action_size": action_size, "devices": [str(d) for d in jax.devices()]})
+  facts = {"checkpoint_dir": checkpoint_dir, "observation_size": observation_size,
+           "action_size": action_size, "devices": [str(d) for d in jax.devices()]}
+  config_utils.write_run_config(os.path.join(workdir, "config.json"), config, facts)
+  members = population.members(config)
+  size, kinds = len(members), population.reward_kinds(config)
+  dirs = [population.member_dir(workdir, m, size) for m in members]
+  if size > 1:
+    for member, directory in zip(members, dirs):
+      os.makedirs(directory, exist_ok=True)
+      config_utils.write_run_config(os.path.join(directory, "config.json"),
+                                    population.member_config(config, member),
+                                    dict(facts, population_workdir=workdir))
+  kind_ids = jnp.asarray([kinds.index(m.kind) for m in members], jnp.int32)
   hp = sac.SACParams.from_config(config.sac, action_size)
-  key = jax.random.PRNGKey(config.seed)
-  state = learner_lib.create(config, hp, observation_size, jax.random.fold_in(key, 0))
-  buffer = replay.create(config.replay.capacity, observation_size, action_size)
+  state = learner_lib.create_members(config, hp, observation_size, [m.seed for m in members])
+  buffer = population.repeat(replay.create(config.replay.capacity, observation_size, action_size),
+                             size)
   checkpointer = checkpointing.OnlineCheckpointer(checkpoint_dir, keep=config.checkpoint.keep)
   env_steps, episodes = 0, 0
   if resume:
@@ -121,24 +152,38 @@ def train_and_evaluate(config, workdir, log=print):
       state, buffer, meta = restored
       env_steps, episodes = int(meta["env_steps"]), int(meta["episodes"])
     log(f"Resuming the run in {workdir} from env step {env_steps}" +
-        (f" ({int(buffer.count)} transitions in the replay buffer)." if env_steps
+        (f" ({int(jnp.sum(buffer.count))} transitions in the replay buffer)." if env_steps
          else " (no checkpoint yet)."))
-    run_dir.truncate_metrics(workdir, env_steps)
+    for directory in dirs:
+      run_dir.truncate_metrics(directory, env_steps)
   total = config.train.total_env_steps
-  log(f"{config.env.name}, reward {config.reward.kind}: training to {total} env steps on "
+  who = config.reward.kind if size == 1 else (
+      f"a population of {size} ({', '.join(kinds)} x {config.population.seeds} seeds)")
+  log(f"{config.env.name}, reward {who}: training to {total} env steps on "
       f"{jax.default_backend()}; workdir {workdir}.")
 
-  insert = jax.jit(replay.insert, donate_argnums=(0,))
+  insert = jax.jit(jax.vmap(replay.insert), donate_argnums=(0,))
   train_calls = {}  # fused-step count -> jitted scan
   actor_apply = state.sac.actor.apply_fn
-  explore = jax.jit(lambda params, obs, k: sac.act(params, actor_apply, obs, k))
-  exploit = jax.jit(lambda params, obs: sac.act(params, actor_apply, obs, None, deterministic=True))
-  env_batch = envs.EnvBatch(config.env.name, config.env.num_envs, config.env.max_episode_steps,
-                            seed=config.seed * 100_003 + env_steps)
-  act_key = jax.random.fold_in(key, 1)
-  logger = metrics.MetricsLogger(workdir)
+  explore = jax.jit(jax.vmap(  # per member: key = fold_in(its act key, env step)
+      lambda params, obs, key, step: sac.act(params, actor_apply, obs,
+                                             jax.random.fold_in(key, step)),
+      in_axes=(0, 0, 0, None)))
+  exploit = jax.jit(jax.vmap(
+      lambda params, obs: sac.act(params, actor_apply, obs, None, deterministic=True)))
+  num_envs = config.env.num_envs
+  env_batch = envs.EnvBatch(config.env.name, config.env.max_episode_steps,
+                            [m.seed * 100_003 + env_steps + j for m in members
+                             for j in range(num_envs)], config.env.subprocesses)
+  eval_batch = envs.EnvBatch(config.env.name, config.env.max_episode_steps,
+                             [0] * (size * config.eval.episodes), config.env.subprocesses)
+  act_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(m.seed), 1) for m in members])
+  loggers = [metrics.MetricsLogger(d) for d in dirs]
   bar = metrics.progress_bar(total, "env steps", initial=min(env_steps, total))
-  interval, results = _Interval(), None
+  interval, results = _Interval(size), None
+
+  def by_member(array):  # [M * n, ...] -> [M, n, ...]
+    return array.reshape((size, -1) + array.shape[1:])
 
   def meta():
     return {"env_steps": env_steps, "episodes": episodes,
@@ -147,77 +192,107 @@ def train_and_evaluate(config, workdir, log=print):
   def run_eval():
     start = time.perf_counter()
     params = state.sac.actor.params
-    returns = envs.evaluate(config.env.name, config.env.max_episode_steps,
-                            lambda obs: np.asarray(exploit(params, obs)), config.eval.episodes,
-                            seed=10_000_019 + config.seed * 1000 + env_steps)
-    scalars = {"env_steps": env_steps, "eval/return": float(np.mean(returns)),
-               "eval/return_std": float(np.std(returns)), "episodes": episodes}
-    logger.write(env_steps, scalars)
-    plot_runs.save_learning_curve(workdir)
-    log(f"env step {env_steps}: eval/return={scalars['eval/return']:.1f}")
+    returns = by_member(envs.evaluate(
+        eval_batch, lambda obs: np.asarray(exploit(params, by_member(obs))).reshape(
+            len(obs), action_size),
+        [10_000_019 + m.seed * 1000 + env_steps + j for m in members
+         for j in range(config.eval.episodes)]))
+    scalars = []
+    for m, directory in enumerate(dirs):
+      row = {"env_steps": env_steps, "eval/return": float(np.mean(returns[m])),
+             "eval/return_std": float(np.std(returns[m])), "episodes": episodes}
+      loggers[m].write(env_steps, row)
+      plot_runs.save_learning_curve(directory)
+      scalars.append(row)
+    log(f"env step {env_steps}: eval/return=" + ", ".join(
+        f"{r['eval/return']:.1f}" + ("" if size == 1 else f" ({m.name})")
+        for m, r in zip(members, scalars)))
     interval.excluded += time.perf_counter() - start
     return scalars
 
   while env_steps < total:
     before = env_steps
     steps_this_call = min(config.train.env_steps_per_call, total - env_steps)
-    finished = []
-    for _ in range(-(-steps_this_call // config.env.num_envs)):
+    finished = [[] for _ in members]
+    for _ in range(-(-steps_this_call // num_envs)):
       if env_steps < config.train.warmup_steps:
         actions = env_batch.random_actions()
       else:
-        actions = np.asarray(explore(state.sac.actor.params, env_batch.observations,
-                                     jax.random.fold_in(act_key, env_steps)))
-      finished += env_batch.step(actions)
-      env_steps += config.env.num_envs
-    for block in replay.episodes_to_rows(finished):
+        actions = np.asarray(explore(state.sac.actor.params, by_member(env_batch.observations),
+                                     act_keys, env_steps)).reshape(-1, action_size)
+      for episode in env_batch.step(actions)[0]:
+        finished[episode.env_index // num_envs].append(episode)
+      env_steps += num_envs
+    for block in replay.member_blocks(finished):
       buffer = insert(buffer, block)
-    episodes += len(finished)
-    interval.episode_returns += [e.episode_return for e in finished]
+    episodes += sum(map(len, finished))
+    for m, done in enumerate(finished):
+      interval.episode_returns[m] += [e.episode_return for e in done]
     interval.env_steps += env_steps - before
     num_updates = round(config.train.updates_per_call * (env_steps - before)
                         / config.train.env_steps_per_call)
-    if env_steps >= config.train.warmup_steps and int(buffer.count) > 0 and num_updates > 0:
+    if (env_steps >= config.train.warmup_steps and int(jnp.min(buffer.count)) > 0
+        and num_updates > 0):
       if num_updates not in train_calls:
-        train_calls[num_updates] = learner_lib.make_train_steps(config, hp, num_updates)
+        train_calls[num_updates] = learner_lib.make_train_steps(config, hp, kinds, num_updates)
       update_start = time.perf_counter()
-      state, step_metrics = train_calls[num_updates](state, buffer)
+      state, step_metrics = train_calls[num_updates](state, buffer, kind_ids)
       jax.block_until_ready(step_metrics)
       interval.update_time += time.perf_counter() - update_start
       interval.updates += num_updates
       interval.metrics.append(step_metrics)
     bar.update(env_steps - before)
     if _crossed(before, env_steps, config.train.log_every_steps) or env_steps >= total:
-      scalars = interval.scalars()
-      for name in ("train/critic_loss", "train/rrd_loss"):
-        if name in scalars and not np.isfinite(scalars[name]):
-          raise UserError(f"training diverged: {name} is {scalars[name]} at env step {env_steps}")
-      logger.write(env_steps, {"env_steps": env_steps, **scalars})
+      rows = interval.scalars([m.kind for m in members])
+      for member, row in zip(members, rows):
+        for name in ("train/critic_loss", "train/rrd_loss"):
+          if name in row and not np.isfinite(row[name]):
+            raise UserError(f"training diverged: {name} is {row[name]} at env step {env_steps}"
+                            + ("" if size == 1 else f" (member {member.name})"))
+      for logger, row in zip(loggers, rows):
+        logger.write(env_steps, {"env_steps": env_steps, **row})
       if bar.disable:
-        log(f"env step {env_steps}/{total}: " + ", ".join(
-            f"{k}={v:.4g}" for k, v in scalars.items() if k in (
-                "train/episode_return", "train/critic_loss", "train/rrd_loss", "train/alpha",
-                "train/env_steps_per_s")))
-      interval = _Interval()
+        log(f"env step {env_steps}/{total}: " + "; ".join(
+            ("" if size == 1 else f"{member.name} ") + ", ".join(
+                f"{k}={v:.4g}" for k, v in row.items() if k in (
+                    "train/episode_return", "train/critic_loss", "train/rrd_loss", "train/alpha",
+                    "train/env_steps_per_s")) for member, row in zip(members, rows)))
+      interval = _Interval(size)
     if _crossed(before, env_steps, config.eval.every_steps) or env_steps >= total:
       results = run_eval()
     if _crossed(before, env_steps, config.checkpoint.every_steps):
       checkpointer.save(env_steps, state, buffer, meta())
   bar.close()
   env_batch.close()
-  final_path = os.path.join(workdir, "final_metrics.json")
-  if results is None and os.path.exists(final_path):  # a finished run resumed: nothing to do
-    with open(final_path, encoding="utf-8") as f:
-      results = json.load(f)
+  final_paths = [os.path.join(d, "final_metrics.json") for d in dirs]
+  if results is None and all(map(os.path.exists, final_paths)):  # a finished run resumed
+    results = []
+    for path in final_paths:
+      with open(path, encoding="utf-8") as f:
+        results.append(json.load(f))
   elif results is None:
     results = run_eval()
+  eval_batch.close()
   if config.checkpoint.save_final:
     checkpointer.save(env_steps, state, buffer, meta())
   checkpointer.close()
-  logger.close()
-  with open(final_path, "w", encoding="utf-8") as f:
-    json.dump(results, f, indent=2)
-  log(f"Done: eval/return={results['eval/return']:.1f} at env step {env_steps}. Metrics in "
-      f"{workdir}/metrics.jsonl, curve in {workdir}/learning_curve.png, checkpoints in "
-      f"{checkpoint_dir}.")
-  return results
+  for logger, path, row in zip(loggers, final_paths, results):
+    logger.close()
+    with open(path, "w", encoding="utf-8") as f:
+      json.dump(row, f, indent=2)
+  if size == 1:
+    log(f"Done: eval/return={results[0]['eval/return']:.1f} at env step {env_steps}. Metrics in "
+        f"{workdir}/metrics.jsonl, curve in {workdir}/learning_curve.png, checkpoints in "
+        f"{checkpoint_dir}.")
+    return results[0]
+  groups = plot_runs.group_runs(dirs)
+  plots.save(plot_runs.comparison_figure(groups, f"{config.env.name}, {size} runs"),
+             os.path.join(workdir, "comparison.png"))
+  with open(os.path.join(workdir, "comparison.json"), "w", encoding="utf-8") as f:
+    json.dump(plot_runs.summary(groups), f, indent=2)
+  for label, row in plot_runs.summary(groups).items():
+    log(f"{label}: eval/return {row['final_return_mean']:.1f} +- {row['final_return_std']:.1f} "
+        f"over {row['runs']} seed(s)")
+  log(f"Done at env step {env_steps}: runs in {workdir}/<kind>_seed<seed>/, comparison in "
+      f"{workdir}/comparison.png and comparison.json, checkpoints in {checkpoint_dir}.")
+  return {m.name: row for m, row in zip(members, results)}

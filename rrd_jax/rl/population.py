@@ -1,0 +1,68 @@
+"""A population: several online runs (seeds x reward kinds) trained side by side in one process.
+
+config.population.seeds = S and config.population.reward_kinds = "k1,k2,..." ("" = reward.kind)
+give the members (kind, seed) for every kind and seeds seed, seed + 1, ..., seed + S - 1. Their
+learner states and replay buffers are stacked on a leading member axis and every training call is
+vmapped over it (learner.py), so on an accelerator a population costs about as many kernel
+launches as one run; their environments step together in one EnvBatch (subprocesses optional).
+
+A population of one is a plain run and writes into WORKDIR itself. A larger one writes each
+member's run into WORKDIR/<kind>_seed<seed>/ (config.json with the member's own reward.kind and
+seed, metrics.jsonl, tensorboard/, learning_curve.png, final_metrics.json), so every member is a
+run directory that rrd_jax.plot_runs reads, and WORKDIR/comparison.png + comparison.json compare
+them (mean +- std over seeds per kind).
+"""
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+  kind: str
+  seed: int
+
+  @property
+  def name(self):
+    return f"{self.kind}_seed{self.seed}"
+
+
+def reward_kinds(config):
+  """The population's reward kinds, in order, without repeats."""
+  listed = [k.strip() for k in str(config.population.reward_kinds).split(",") if k.strip()]
+  return tuple(dict.fromkeys(listed)) or (config.reward.kind,)
+
+
+def members(config):
+  """[Member]: every reward kind with every seed (kind-major)."""
+  return [Member(kind, config.seed + i) for kind in reward_kinds(config)
+          for i in range(config.population.seeds)]
+
+
+def member_config(config, member):
+  """`config` as the single run `member` would have it (its own reward.kind and seed)."""
+  single = config.copy_and_resolve_references()
+  single.reward.kind, single.seed = member.kind, member.seed
+  single.population.seeds, single.population.reward_kinds = 1, ""
+  return single
+
+
+def member_dir(workdir, member, population_size):
+  return workdir if population_size == 1 else os.path.join(workdir, member.name)
+
+
+def stack(trees):
+  """Pytrees of the same structure -> one pytree with a leading member axis."""
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def repeat(tree, count):
+  """`count` copies of `tree` stacked on a leading member axis (own buffers)."""
+  return jax.tree.map(lambda leaf: jnp.repeat(jnp.asarray(leaf)[None], count, axis=0), tree)
+
+
+def member_slice(tree, index):
+  return jax.tree.map(lambda leaf: leaf[index], tree)

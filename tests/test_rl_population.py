@@ -1,0 +1,132 @@
+"""Populations (config.population): members train as they would alone, and the CLI writes a run
+directory per member plus the comparison."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rrd_jax import plot_runs
+from rrd_jax.rl import learner, population, replay, rewards, sac
+from tests.rl_helpers import filled_buffer, make_episode, online_config
+from tests.test_rl_train import run_cli
+
+OBS, ACT = 3, 2
+
+
+def small_config(repo_root, **overrides):
+  return online_config(repo_root, **{
+      "sac.hidden_sizes": (8,), "rrd.hidden_sizes": (8,), "sac.batch_size": 16,
+      "rrd.sample_size": 4, "rrd.episodes_per_batch": 2, "env.max_episode_steps": 20,
+      **overrides})
+
+
+def test_members_of_a_mixed_population_train_as_they_would_alone(repo_root):
+  """rrd, rrd_lrd (bias-corrected) and ircr side by side, each with its own seed and
+  buffer: every member's state after 2 fused steps equals the same run trained alone (all of it
+  for the rrd kinds; the agent for the others, whose unused reward model trains only in a
+  population that has one)."""
+  config = small_config(repo_root)
+  hp = sac.SACParams.from_config(config.sac, ACT)
+  kinds = ("rrd", "rrd_lrd", "ircr")
+  seeds = [5, 6, 7]
+  buffers = [filled_buffer([make_episode(t, seed=t + s) for t in (7, 12, 20, 3)], capacity=64)
+             for s in seeds]
+  mixed = learner.make_train_steps(config, hp, kinds, 2)(
+      learner.create_members(config, hp, OBS, seeds), population.stack(buffers),
+      jnp.arange(3, dtype=jnp.int32))[0]
+  for m, (kind, seed) in enumerate(zip(kinds, seeds)):
+    alone = learner.make_train_steps(config, hp, (kind,), 2)(
+        learner.create_members(config, hp, OBS, [seed]), population.stack([buffers[m]]),
+        jnp.zeros(1, jnp.int32))[0]
+    mine, solo = population.member_slice(mixed, m), population.member_slice(alone, 0)
+    if not rewards.uses_reward_model(kind):
+      mine, solo = (mine.sac, mine.rng, mine.updates), (solo.sac, solo.rng, solo.updates)
+    for x, y in zip(jax.tree.leaves(mine), jax.tree.leaves(solo), strict=True):
+      np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-6, err_msg=kind)
+  # the members differ: their seeds and rewards differ
+  first = jax.tree.leaves(population.member_slice(mixed, 0).sac.actor.params)[0]
+  third = jax.tree.leaves(population.member_slice(mixed, 2).sac.actor.params)[0]
+  assert not np.allclose(first, third)
+
+
+def test_member_blocks_fill_each_members_buffer_with_its_own_episodes():
+  episodes = [[make_episode(3, seed=0), make_episode(4, seed=1)], [], [make_episode(2, seed=2)]]
+  buffers = population.repeat(replay.create(16, OBS, ACT), 3)
+  insert = jax.jit(jax.vmap(replay.insert))
+  for block in replay.member_blocks(episodes):
+    buffers = insert(buffers, block)
+  np.testing.assert_array_equal(buffers.count, [7, 0, 2])
+  np.testing.assert_array_equal(buffers.num_episodes, [2, 0, 1])
+  np.testing.assert_array_equal(buffers.episode_return[0, :7], [6, 6, 6, 10, 10, 10, 10])
+  np.testing.assert_array_equal(buffers.episode_return[2, :2], [3, 3])
+  np.testing.assert_array_equal(buffers.observation[2, :2], episodes[2][0].observation)
+  assert replay.member_blocks([[], []]) == []
+
+
+def test_members_are_every_kind_with_every_seed(repo_root):
+  config = small_config(repo_root, **{"seed": 3, "population.seeds": 2,
+                                      "population.reward_kinds": "rrd, ircr,rrd"})
+  assert population.reward_kinds(config) == ("rrd", "ircr")
+  assert [m.name for m in population.members(config)] == [
+      "rrd_seed3", "rrd_seed4", "ircr_seed3", "ircr_seed4"]
+  single = population.member_config(config, population.members(config)[3])
+  assert (single.reward.kind, single.seed, single.population.seeds) == ("ircr", 4, 1)
+  plain = small_config(repo_root, **{"reward.kind": "episodic"})
+  assert [m.name for m in population.members(plain)] == ["episodic_seed0"]
+
+
+POPULATION_ARGS = ["--config", "configs/mujoco_rrd_sac.py:pendulum",
+                   "--config.population.reward_kinds=dense,rrd", "--config.population.seeds=2",
+                   "--config.sac.hidden_sizes=(16,)", "--config.rrd.hidden_sizes=(16,)",
+                   "--config.train.warmup_steps=200", "--config.train.log_every_steps=200",
+                   "--config.eval.every_steps=200", "--config.eval.episodes=2",
+                   "--config.checkpoint.every_steps=400"]
+
+
+@pytest.fixture(scope="module")
+def population_run(repo_root, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("population"))
+  result = run_cli(repo_root, POPULATION_ARGS + ["--config.train.total_env_steps=400",
+                                                 "--workdir", workdir])
+  return workdir, result
+
+
+def test_population_cli_writes_a_run_per_member_and_resumes(population_run, repo_root):
+  workdir, first = population_run
+  assert first.returncode == 0, first.stderr[-3000:]
+  names = ["dense_seed0", "dense_seed1", "rrd_seed0", "rrd_seed1"]
+  for name in names:
+    with open(os.path.join(workdir, name, "config.json"), encoding="utf-8") as f:
+      config = json.load(f)["config"]
+    kind, seed = name.split("_seed")
+    assert config["reward"]["kind"] == kind and config["seed"] == int(seed)
+    rows = [json.loads(line) for line in open(os.path.join(workdir, name, "metrics.jsonl"),
+                                              encoding="utf-8")]
+    evals = [r for r in rows if "eval/return" in r]
+    assert [r["step"] for r in evals] == [200, 400]
+    assert all(np.isfinite(r["eval/return"]) for r in evals)
+    trained = [r for r in rows if "train/critic_loss" in r]
+    assert trained and (("train/rrd_loss" in trained[-1]) == name.startswith("rrd"))
+    assert os.path.exists(os.path.join(workdir, name, "learning_curve.png"))
+  # the two seeds of a kind explored differently
+  returns = {n: json.load(open(os.path.join(workdir, n, "final_metrics.json"), encoding="utf-8"))
+             for n in names}
+  assert returns["dense_seed0"]["eval/return"] != returns["dense_seed1"]["eval/return"]
+  with open(os.path.join(workdir, "comparison.json"), encoding="utf-8") as f:
+    comparison = json.load(f)
+  assert sorted(comparison) == ["dense", "rrd"] and comparison["rrd"]["runs"] == 2
+  assert os.path.exists(os.path.join(workdir, "comparison.png"))
+  # plot_runs reads the population's workdir as its members
+  assert sorted(plot_runs.group_runs(plot_runs.find_runs([workdir]))) == ["dense", "rrd"]
+  second = run_cli(repo_root, POPULATION_ARGS + ["--config.train.total_env_steps=600",
+                                                 "--workdir", workdir])
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert "from env step 400" in second.stdout + second.stderr
+  for name in names:
+    rows = [json.loads(line) for line in open(os.path.join(workdir, name, "metrics.jsonl"),
+                                              encoding="utf-8")]
+    assert [r["step"] for r in rows if "eval/return" in r] == [200, 400, 600]
