@@ -7,7 +7,8 @@ batch 256, Adam 3e-4) on the same machine, one process, side by side: the JAX le
 `updates_per_call` updates per jitted lax.scan call with batches drawn inside jit from the device
 replay buffer (rrd_jax.rl.learner, reward.kind dense = plain SAC); PyTorch (benchmarks/torch_sac.py)
 runs the same number of eager updates with NumPy-sampled batches, at its default intra-op thread
-count and at 1 thread (the faster counts). Calls alternate (JAX, PyTorch, ...; warm-up excluded)
+count and at 1 thread (the faster counts); when JAX runs on a GPU and PyTorch sees one, PyTorch
+runs there too (batches sampled on the host, copied per update). Calls alternate (JAX, PyTorch, ...; warm-up excluded)
 and the medians give jax_updates_per_s, torch_updates_per_s and speedup.
 Also: RRD-SAC updates/s (one RRD reward-model update + one SAC update per step) and env_steps_per_s
 of the whole online loop (a short Hopper RRD-SAC run through rrd_jax.rl.train_online, past its
@@ -36,7 +37,7 @@ def _config(**overrides):
 
 
 def _filled_buffer(num_transitions, episode_length=100, seed=0):
-  from rrd_jax.rl import envs, replay  # pylint: disable=import-outside-toplevel
+  from rrd_jax.rl import envs, population, replay  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(seed)
   episodes = []
   for _ in range(num_transitions // episode_length):
@@ -50,15 +51,17 @@ def _filled_buffer(num_transitions, episode_length=100, seed=0):
   insert = jax.jit(replay.insert, donate_argnums=(0,))
   for block in replay.episodes_to_rows(episodes):
     buffer = insert(buffer, block)
-  return buffer, episodes
+  return population.repeat(buffer, 1), episodes  # the learner trains a population (of one)
 
 
 def _jax_learner(kind, updates_per_call):
   from rrd_jax.rl import learner, sac  # pylint: disable=import-outside-toplevel
   config = _config(**{"reward.kind": kind})
   hp = sac.SACParams.from_config(config.sac, ACT)
-  state = learner.create(config, hp, OBS, jax.random.PRNGKey(0))
-  return state, learner.make_train_steps(config, hp, updates_per_call)
+  state = learner.create_members(config, hp, OBS, [0])
+  train = learner.make_train_steps(config, hp, (kind,), updates_per_call)
+  kind_ids = jax.numpy.zeros(1, jax.numpy.int32)
+  return state, lambda s, buffers: train(s, buffers, kind_ids)
 
 
 def _time_jax(state, train, buffer):
@@ -76,10 +79,11 @@ def learner_throughput(quick):
   state, train = _jax_learner("dense", updates_per_call)
   rrd_state, rrd_train = _jax_learner("rrd", updates_per_call)
   cat = lambda name: np.concatenate([getattr(e, name) for e in episodes])  # noqa: E731
+  device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
   replay = torch_sac.NumpyReplay(cat("observation"), cat("action"), cat("dense_reward"),
-                                 cat("next_observation"), cat("terminal"))
+                                 cat("next_observation"), cat("terminal"), device=device)
   torch.manual_seed(0)
-  agent = torch_sac.TorchSAC(OBS, ACT)
+  agent = torch_sac.TorchSAC(OBS, ACT, device=device)
 
   default_threads = torch.get_num_threads()
   thread_settings = sorted({default_threads, 1})
@@ -88,7 +92,8 @@ def learner_throughput(quick):
     torch.set_num_threads(threads)
     start = time.perf_counter()
     for _ in range(updates_per_call):
-      agent.update(replay.sample(256))
+      loss = agent.update(replay.sample(256))
+    float(loss)  # waits for the device
     return time.perf_counter() - start
 
   state, _ = _time_jax(state, train, buffer)  # compile + warm-up
@@ -112,7 +117,8 @@ def learner_throughput(quick):
   torch_threads = max(torch_rates, key=torch_rates.get)
   torch_rate = torch_rates[torch_threads]
   return {"updates_per_call": updates_per_call, "repeats": repeats,
-          "torch_version": torch.__version__, "torch_threads": torch_threads,
+          "torch_version": torch.__version__, "torch_device": device,
+          "jax_backend": jax.default_backend(), "torch_threads": torch_threads,
           "torch_updates_per_s_by_threads": {str(t): round(r, 1) for t, r in torch_rates.items()},
           "jax_updates_per_s": round(jax_rate, 1), "torch_updates_per_s": round(torch_rate, 1),
           "speedup": round(jax_rate / torch_rate, 2),

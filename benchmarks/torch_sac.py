@@ -3,7 +3,8 @@
 Twin critics and a tanh-Gaussian actor (MLP 256-256, log-std clipped to [-20, 2]), learned
 temperature, polyak averaging, Adam; one update = critic step, actor step (updated critics),
 temperature step, polyak, as in rrd_jax/rl/sac.py. Batches are drawn from a NumPy replay buffer
-with NumPy indices and handed over with torch.from_numpy, the way a PyTorch SAC usually is.
+with NumPy indices and handed over with torch.from_numpy (and .to(device) on a GPU), the way a
+PyTorch SAC usually is.
 """
 
 import math
@@ -23,12 +24,14 @@ def mlp(in_size, hidden_sizes, out_size):
 
 class TorchSAC:
   def __init__(self, obs_size, action_size, hidden_sizes=(256, 256), lr=3e-4, gamma=0.99,
-               polyak=0.995, init_alpha=1.0):
-    self.actor = mlp(obs_size, hidden_sizes, 2 * action_size)
-    self.critics = nn.ModuleList([mlp(obs_size + action_size, hidden_sizes, 1) for _ in range(2)])
-    self.targets = nn.ModuleList([mlp(obs_size + action_size, hidden_sizes, 1) for _ in range(2)])
+               polyak=0.995, init_alpha=1.0, device="cpu"):
+    self.actor = mlp(obs_size, hidden_sizes, 2 * action_size).to(device)
+    self.critics = nn.ModuleList([mlp(obs_size + action_size, hidden_sizes, 1)
+                                  for _ in range(2)]).to(device)
+    self.targets = nn.ModuleList([mlp(obs_size + action_size, hidden_sizes, 1)
+                                  for _ in range(2)]).to(device)
     self.targets.load_state_dict(self.critics.state_dict())
-    self.log_alpha = torch.tensor(math.log(init_alpha), requires_grad=True)
+    self.log_alpha = torch.tensor(math.log(init_alpha), requires_grad=True, device=device)
     self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
     self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=lr)
     self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=lr)
@@ -78,10 +81,11 @@ class TorchSAC:
 class NumpyReplay:
   """Transitions in NumPy arrays; `sample` returns torch tensors of a uniform random batch."""
 
-  def __init__(self, obs, action, reward, next_obs, terminal, seed=0):
+  def __init__(self, obs, action, reward, next_obs, terminal, seed=0, device="cpu"):
     self.arrays = (obs, action, reward, next_obs, terminal)
     self.rng = np.random.default_rng(seed)
+    self.device = device
 
   def sample(self, batch_size):
     index = self.rng.integers(0, len(self.arrays[0]), batch_size)
-    return tuple(torch.from_numpy(a[index]) for a in self.arrays)
+    return tuple(torch.from_numpy(a[index]).to(self.device) for a in self.arrays)
