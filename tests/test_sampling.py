@@ -254,3 +254,32 @@ def test_sample_step_indices_marginal_directly():
   for _ in range(n):
     counts[np.asarray(sample_step_indices(rng, t, k))] += 1
   np.testing.assert_allclose(counts / n, k / t, rtol=0.05)
+
+
+@pytest.mark.parametrize("lengths,k", [([5], 2), ([3, 7, 1], 4), ([6, 1], 1)])
+def test_in_jit_indices_follow_the_same_law(lengths, k):
+  """sample_step_indices_in_jit (device caches, online replay): sorted, in range, distinct when
+  K <= T with every K-subset equally likely, i.i.d. when K > T (including T = 1, K = 1)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from rrd_jax.data.sampling import sample_step_indices_in_jit  # pylint: disable=import-outside-toplevel
+  n = 6000
+  lengths = np.asarray(lengths, np.int32)
+  draw = jax.jit(jax.vmap(lambda key: sample_step_indices_in_jit(
+      key, jax.numpy.asarray(lengths), k, int(lengths.max()))))
+  idx = np.asarray(draw(jax.random.split(jax.random.PRNGKey(0), n)))  # [n, B, K]
+  assert idx.shape == (n, len(lengths), k) and idx.dtype == np.int32
+  assert np.all(np.diff(idx, axis=-1) >= 0)
+  for b, t in enumerate(lengths):
+    rows = idx[:, b]
+    assert rows.min() >= 0 and rows.max() < t
+    if k <= t:
+      assert all(len(set(r)) == k for r in rows.tolist())
+      subsets = list(itertools.combinations(range(t), k))
+      code = {c: i for i, c in enumerate(subsets)}
+      counts = np.bincount([code[tuple(r)] for r in rows.tolist()], minlength=len(subsets))
+      p = 1 / len(subsets)
+      np.testing.assert_allclose(counts / n, p, atol=5 * np.sqrt(p / n))
+    else:  # with replacement: every position, including repeats, uniformly
+      np.testing.assert_allclose(np.bincount(rows.ravel(), minlength=t) / rows.size, 1 / t,
+                                 atol=5 * np.sqrt(1 / t / rows.size))
+      assert any(len(set(r)) < k for r in rows.tolist())

@@ -20,7 +20,7 @@ import numpy as np
 
 from rrd_jax import metrics
 from rrd_jax.data import CACHE_KINDS, pipeline, returns  # noqa: F401  (CACHE_KINDS re-exported)
-from rrd_jax.data.sampling import RRDSampler, episode_probabilities
+from rrd_jax.data.sampling import RRDSampler, episode_probabilities, sample_step_indices_in_jit
 
 
 @dataclasses.dataclass
@@ -137,19 +137,10 @@ def sample_batch(key, table, probabilities, *, episodes_per_batch, sample_size, 
                  negatives_ratio=0.0, candidates=None, negative_return=0.0):
   """One RRD batch drawn inside jit from a device FrameTable (the streaming sampler's law:
   episodes i.i.d. by `probabilities`; K distinct indices uniformly when K <= T, else K i.i.d.)."""
-  k_episode, k_steps, k_replace, k_negative, k_other = jax.random.split(key, 5)
+  k_episode, k_steps, k_negative, k_other = jax.random.split(key, 4)
   e = jax.random.choice(k_episode, probabilities.shape[0], (episodes_per_batch,), p=probabilities)
   length = table.length[e]
-  # Without replacement: the K smallest of i.i.d. uniform scores over the T valid positions.
-  scores = jax.random.uniform(k_steps, (episodes_per_batch, max_length))
-  scores = jnp.where(jnp.arange(max_length)[None] < length[:, None], scores, 2.0)
-  if sample_size <= max_length:
-    distinct = jnp.argsort(scores, axis=1)[:, :sample_size]
-  else:
-    distinct = jnp.zeros((episodes_per_batch, sample_size), jnp.int32)
-  repeated = jax.random.randint(k_replace, (episodes_per_batch, sample_size), 0, length[:, None])
-  indices = jnp.sort(jnp.where(sample_size > length[:, None], repeated, distinct), axis=1)
-  indices = indices.astype(jnp.int32)
+  indices = sample_step_indices_in_jit(k_steps, length, sample_size, max_length)
   batch = _gather(table.frames, table.start[e], length, indices, wanted, jnp)
   instruction = table.instruction_id[e]
   negative = jnp.zeros(episodes_per_batch, bool)

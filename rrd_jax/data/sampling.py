@@ -10,6 +10,8 @@ instruction (its return becomes the negative return; rrd_jax/data/returns.py).
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from rrd_jax.data import returns
@@ -44,6 +46,24 @@ def sample_step_indices(rng, length, num_samples):
   if num_samples > length:
     return np.sort(rng.integers(0, length, size=num_samples))
   return np.sort(rng.choice(length, size=num_samples, replace=False))
+
+
+def sample_step_indices_in_jit(key, lengths, num_samples, max_length):
+  """`sample_step_indices` for a batch of episodes, traceable (device caches, the online replay
+  buffer): [B, K] sorted int32 indices for lengths [B]. K <= T: the K smallest of T i.i.d.
+  uniform scores (K distinct positions, uniformly); K > T: K i.i.d. positions. `max_length` is a
+  static bound on T."""
+  key_distinct, key_repeated = jax.random.split(key)
+  batch = lengths.shape[0]
+  scores = jax.random.uniform(key_distinct, (batch, max_length))
+  scores = jnp.where(jnp.arange(max_length)[None] < lengths[:, None], scores, 2.0)
+  k = min(num_samples, max_length)
+  _, distinct = jax.lax.top_k(-scores, k)  # [B, k]
+  if k < num_samples:  # only used where K > T anyway
+    distinct = jnp.pad(distinct, ((0, 0), (0, num_samples - k)))
+  repeated = jax.random.randint(key_repeated, (batch, num_samples), 0, lengths[:, None])
+  indices = jnp.where(num_samples > lengths[:, None], repeated, distinct)
+  return jnp.sort(indices, axis=1).astype(jnp.int32)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rrd_jax.data import sampling
+
 INSERT_BLOCK = 1024  # rows per insert call (padded): one compiled shape
 
 
@@ -143,7 +145,7 @@ def sample_episodes(buffer, key, num_episodes, sample_size, max_episode_length):
   """An RRD batch: [B, K, ...] steps of B whole stored episodes (B = num_episodes, K =
   sample_size), episodes drawn with probability proportional to their length, steps without
   replacement when K <= T, with replacement when K > T; plus [B] episode_return, episode_length."""
-  key_episode, key_order, key_repeat = jax.random.split(key, 3)
+  key_episode, key_steps = jax.random.split(key)
   oldest = _oldest(buffer)
   # The first episode whose every step is still stored starts at `first_whole`.
   oldest_row = oldest % buffer.capacity
@@ -153,15 +155,8 @@ def sample_episodes(buffer, key, num_episodes, sample_size, max_episode_length):
   step = jax.random.randint(key_episode, (num_episodes,), first_whole, buffer.count)
   row = step % buffer.capacity
   start, length = buffer.episode_start[row], buffer.episode_length[row]  # [B]
-  # Without replacement: the K largest of T uniform keys (positions >= T masked out).
-  scores = jax.random.uniform(key_order, (num_episodes, max_episode_length))
-  scores = jnp.where(jnp.arange(max_episode_length) < length[:, None], scores, -1.0)
-  k = min(sample_size, max_episode_length)
-  _, distinct = jax.lax.top_k(scores, k)  # [B, k]
-  if k < sample_size:
-    distinct = jnp.pad(distinct, ((0, 0), (0, sample_size - k)))
-  repeated = jax.random.randint(key_repeat, (num_episodes, sample_size), 0, length[:, None])
-  offsets = jnp.where((sample_size > length)[:, None], repeated, distinct)  # [B, K]
+  offsets = sampling.sample_step_indices_in_jit(key_steps, length, sample_size,
+                                                max_episode_length)  # [B, K]
   index = (start[:, None] + offsets) % buffer.capacity
   batch = {k: getattr(buffer, k)[index] for k in ("observation", "action", "next_observation")}
   batch.update(episode_return=buffer.episode_return[row], episode_length=length)
