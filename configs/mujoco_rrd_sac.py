@@ -76,6 +76,7 @@ def get_config(variant="hopper"):
   train.warmup_steps = 10_000  # Uniform random actions and no updates until this many steps.
   train.env_steps_per_call = 100  # Environment steps between training calls.
   train.updates_per_call = 100  # Gradient steps per call, fused in one lax.scan (100/100: 1 per env step).
+  train.act_on_host = True  # On an accelerator, act from a host copy of the actor (refreshed every call).
   train.log_every_steps = 5000  # Environment steps between training metric logs.
 
   config.eval = evaluation = ml_collections.ConfigDict()

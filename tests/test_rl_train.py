@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from rrd_jax.rl import train_online
@@ -40,6 +41,30 @@ def test_sac_learns_pendulum(repo_root, tmp_path):
   returns = [r["eval/return"] for r in read_metrics(str(tmp_path)) if "eval/return" in r]
   assert returns[0] < -900  # a random-ish policy after the warm-up
   assert max(returns[-2:]) > -600 and results["eval/return"] > -800, returns
+
+
+def test_acting_from_a_host_copy_is_the_same_policy(repo_root, tmp_path, monkeypatch):
+  """train.act_on_host (taken on accelerators) acts from a host copy of the actor refreshed after
+  every training call: the run is the same as acting from the learner's own params. Forced on
+  this CPU machine by pretending the backend is an accelerator."""
+  overrides = {"train.total_env_steps": 400, "train.warmup_steps": 200, "eval.every_steps": 200,
+               "eval.episodes": 1, "train.log_every_steps": 200, "sac.hidden_sizes": (16,),
+               "sac.batch_size": 32}
+  plain = online_config(repo_root, "pendulum", **overrides, **{"train.act_on_host": False})
+  train_online.train_and_evaluate(plain, str(tmp_path / "plain"), log=lambda *_: None)
+  hosted = online_config(repo_root, "pendulum", **overrides)
+  copies = []
+  real_device_put = train_online.jax.device_put
+  monkeypatch.setattr(train_online.jax, "default_backend", lambda: "gpu")
+  monkeypatch.setattr(train_online.jax, "device_put", lambda x, device=None, **kw: (
+      copies.append(device), real_device_put(x, device, **kw))[1])
+  train_online.train_and_evaluate(hosted, str(tmp_path / "hosted"), log=lambda *_: None)
+  to_devices = [d for d in copies if isinstance(d, jax.Device)]  # not shardings put elsewhere
+  assert all(d.platform == "cpu" for d in to_devices)
+  assert len(to_devices) >= 2 + 2  # keys and the initial actor, then one per training call
+  rows = [read_metrics(str(tmp_path / name)) for name in ("plain", "hosted")]
+  evals = [[r["eval/return"] for r in run if "eval/return" in r] for run in rows]
+  assert len(evals[0]) == 2 and evals[0] == evals[1]
 
 
 @pytest.fixture(scope="module")

@@ -177,7 +177,14 @@ def train_and_evaluate(config, workdir, log=print):
                              for j in range(num_envs)], config.env.subprocesses)
   eval_batch = envs.EnvBatch(config.env.name, config.env.max_episode_steps,
                              [0] * (size * config.eval.episodes), config.env.subprocesses)
-  act_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(m.seed), 1) for m in members])
+  # Acting runs where its arguments live: with train.act_on_host on an accelerator, on a host
+  # copy of the actor refreshed after every training call (no device round trip per env step).
+  host = jax.devices("cpu")[0] if (config.train.act_on_host
+                                   and jax.default_backend() != "cpu") else None
+  policy_params = lambda: jax.device_put(state.sac.actor.params, host)  # noqa: E731
+  act_keys = jax.device_put(jnp.stack([jax.random.fold_in(jax.random.PRNGKey(m.seed), 1)
+                                       for m in members]), host)
+  actor = policy_params()
   loggers = [metrics.MetricsLogger(d) for d in dirs]
   bar = metrics.progress_bar(total, "env steps", initial=min(env_steps, total))
   interval, results = _Interval(size), None
@@ -191,9 +198,8 @@ def train_and_evaluate(config, workdir, log=print):
 
   def run_eval():
     start = time.perf_counter()
-    params = state.sac.actor.params
     returns = by_member(envs.evaluate(
-        eval_batch, lambda obs: np.asarray(exploit(params, by_member(obs))).reshape(
+        eval_batch, lambda obs: np.asarray(exploit(actor, by_member(obs))).reshape(
             len(obs), action_size),
         [10_000_019 + m.seed * 1000 + env_steps + j for m in members
          for j in range(config.eval.episodes)]))
@@ -218,8 +224,8 @@ def train_and_evaluate(config, workdir, log=print):
       if env_steps < config.train.warmup_steps:
         actions = env_batch.random_actions()
       else:
-        actions = np.asarray(explore(state.sac.actor.params, by_member(env_batch.observations),
-                                     act_keys, env_steps)).reshape(-1, action_size)
+        actions = np.asarray(explore(actor, by_member(env_batch.observations), act_keys,
+                                     env_steps)).reshape(-1, action_size)
       for episode in env_batch.step(actions)[0]:
         finished[episode.env_index // num_envs].append(episode)
       env_steps += num_envs
@@ -238,6 +244,7 @@ def train_and_evaluate(config, workdir, log=print):
       update_start = time.perf_counter()
       state, step_metrics = train_calls[num_updates](state, buffer, kind_ids)
       jax.block_until_ready(step_metrics)
+      actor = policy_params()
       interval.update_time += time.perf_counter() - update_start
       interval.updates += num_updates
       interval.metrics.append(step_metrics)
