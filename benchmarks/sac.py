@@ -8,8 +8,8 @@ batch 256, Adam 3e-4) on the same machine, one process, side by side: the JAX le
 replay buffer (rrd_jax.rl.learner, reward.kind dense = plain SAC); PyTorch (benchmarks/torch_sac.py)
 runs the same number of eager updates with NumPy-sampled batches, at its default intra-op thread
 count and at 1 thread (the faster counts); when JAX runs on a GPU and PyTorch sees one, PyTorch
-runs there too (batches sampled on the host, copied per update). Calls alternate (JAX, PyTorch, ...; warm-up excluded)
-and the medians give jax_updates_per_s, torch_updates_per_s and speedup.
+runs there too (batches sampled on the host, copied per update). Calls alternate (JAX, PyTorch,
+...; warm-up excluded) and the medians give jax_updates_per_s, torch_updates_per_s and speedup.
 Also: RRD-SAC updates/s (one RRD reward-model update + one SAC update per step) and env_steps_per_s
 of the whole online loop (a short Hopper RRD-SAC run through rrd_jax.rl.train_online, past its
 warm-up, one update per env step).
@@ -51,7 +51,7 @@ def _filled_buffer(num_transitions, episode_length=100, seed=0):
   insert = jax.jit(replay.insert, donate_argnums=(0,))
   for block in replay.episodes_to_rows(episodes):
     buffer = insert(buffer, block)
-  return population.repeat(buffer, 1), episodes  # the learner trains a population (of one)
+  return population.stack([buffer]), episodes  # the learner trains a population (of one)
 
 
 def _jax_learner(kind, updates_per_call):

@@ -55,7 +55,7 @@ def test_members_of_a_mixed_population_train_as_they_would_alone(repo_root):
 
 def test_member_blocks_fill_each_members_buffer_with_its_own_episodes():
   episodes = [[make_episode(3, seed=0), make_episode(4, seed=1)], [], [make_episode(2, seed=2)]]
-  buffers = population.repeat(replay.create(16, OBS, ACT), 3)
+  buffers = population.stack([replay.create(16, OBS, ACT)] * 3)
   insert = jax.jit(jax.vmap(replay.insert))
   for block in replay.member_blocks(episodes):
     buffers = insert(buffers, block)

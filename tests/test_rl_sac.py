@@ -117,7 +117,7 @@ def test_scan_of_n_steps_equals_n_single_steps(repo_root):
                                        "env.max_episode_steps": 20})
   hp = sac.SACParams.from_config(config.sac, ACT)
   buffer = filled_buffer([make_episode(t, seed=t) for t in (7, 12, 20, 3)], capacity=64)
-  buffers, kinds = population.repeat(buffer, 1), jnp.zeros(1, jnp.int32)  # a population of one
+  buffers, kinds = population.stack([buffer]), jnp.zeros(1, jnp.int32)  # a population of one
   init = lambda: learner.create_members(config, hp, OBS, [1])  # noqa: E731
   single = learner.make_train_step(config, hp, ("rrd",))
   state = init()

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrd_jax import metrics
-from rrd_jax.data import CACHE_KINDS, pipeline, returns  # noqa: F401  (CACHE_KINDS re-exported)
+from rrd_jax.data import pipeline, returns
 from rrd_jax.data.sampling import RRDSampler, episode_probabilities, sample_step_indices_in_jit
 
 

@@ -59,10 +59,5 @@ def stack(trees):
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-def repeat(tree, count):
-  """`count` copies of `tree` stacked on a leading member axis (own buffers)."""
-  return jax.tree.map(lambda leaf: jnp.repeat(jnp.asarray(leaf)[None], count, axis=0), tree)
-
-
 def member_slice(tree, index):
   return jax.tree.map(lambda leaf: leaf[index], tree)

@@ -142,8 +142,8 @@ def train_and_evaluate(config, workdir, log=print):
   kind_ids = jnp.asarray([kinds.index(m.kind) for m in members], jnp.int32)
   hp = sac.SACParams.from_config(config.sac, action_size)
   state = learner_lib.create_members(config, hp, observation_size, [m.seed for m in members])
-  buffer = population.repeat(replay.create(config.replay.capacity, observation_size, action_size),
-                             size)
+  buffer = population.stack([replay.create(config.replay.capacity, observation_size, action_size)]
+                            * size)
   checkpointer = checkpointing.OnlineCheckpointer(checkpoint_dir, keep=config.checkpoint.keep)
   env_steps, episodes = 0, 0
   if resume:
@@ -295,9 +295,10 @@ def train_and_evaluate(config, workdir, log=print):
   groups = plot_runs.group_runs(dirs)
   plots.save(plot_runs.comparison_figure(groups, f"{config.env.name}, {size} runs"),
              os.path.join(workdir, "comparison.png"))
+  comparison = plot_runs.summary(groups)
   with open(os.path.join(workdir, "comparison.json"), "w", encoding="utf-8") as f:
-    json.dump(plot_runs.summary(groups), f, indent=2)
-  for label, row in plot_runs.summary(groups).items():
+    json.dump(comparison, f, indent=2)
+  for label, row in comparison.items():
     log(f"{label}: eval/return {row['final_return_mean']:.1f} +- {row['final_return_std']:.1f} "
         f"over {row['runs']} seed(s)")
   log(f"Done at env step {env_steps}: runs in {workdir}/<kind>_seed<seed>/, comparison in "
