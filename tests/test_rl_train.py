@@ -111,6 +111,8 @@ def test_hopper_rerun_resumes_with_the_buffer(hopper_run, repo_root):
 @pytest.mark.parametrize("override,mentions", [
     ("--config.env.name=Hoper-v5", "env.name"),
     ("--config.reward.kind=shaped", "reward.kind"),
+    ("--config.population.reward_kinds=rrd,shaped", "'shaped' in 'rrd,shaped'"),
+    ("--config.population.seeds=0", "population.seeds"),
 ])
 def test_bad_input_is_one_sentence_and_exit_2(repo_root, tmp_path, override, mentions):
   result = run_cli(repo_root, ["--config", "configs/mujoco_rrd_sac.py:hopper", override,
