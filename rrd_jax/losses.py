@@ -12,6 +12,7 @@ Episode losses are averaged over the batch (optionally weighted, e.g. to mask pa
 """
 
 import jax.numpy as jnp
+import numpy as np
 
 LOSS_FORMS = ("mean", "return")
 
@@ -25,7 +26,8 @@ def rrd_episode_losses(pred_rewards, episode_returns, episode_lengths, *, form="
     episode_returns: [B] true episode returns R.
     episode_lengths: [B] episode lengths T (>= 1).
     form: "mean" (reference) or "return" (seed tool's T^2-weighted form).
-    bias_correction: estimate L-RD instead of L-Rand-RD (requires K > 1).
+    bias_correction: estimate L-RD instead of L-Rand-RD (requires K > 1). A Python bool, or a
+      traced [] bool (e.g. per member of a vmapped population).
   Returns:
     [B] losses.
   """
@@ -37,13 +39,15 @@ def rrd_episode_losses(pred_rewards, episode_returns, episode_lengths, *, form="
   returns = jnp.asarray(episode_returns, jnp.float32)
   mean_pred = jnp.mean(pred_rewards, axis=-1)  # [B]
   losses = jnp.square(mean_pred - returns / lengths)
-  if bias_correction:
+  static = isinstance(bias_correction, (bool, np.bool_))
+  if not static or bias_correction:
     if num_samples < 2:
       raise ValueError("bias correction needs at least 2 sampled steps per episode (K >= 2)")
     sample_var = jnp.var(pred_rewards, axis=-1, ddof=1)  # [B]
     finite_population = jnp.where(num_samples > lengths, 1.0, 1.0 - num_samples / lengths)
     correction = sample_var / num_samples * finite_population
-    losses = losses - jnp.where(lengths > 1, correction, 0.0)
+    applies = lengths > 1 if static else jnp.logical_and(bias_correction, lengths > 1)
+    losses = losses - jnp.where(applies, correction, 0.0)
   if form == "return":
     losses = losses * jnp.square(lengths)
   return losses

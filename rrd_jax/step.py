@@ -35,12 +35,14 @@ def predict_sampled(apply_fn, params, inputs):
   return jax.vmap(lambda episode_inputs: apply_fn(params, episode_inputs))(inputs)
 
 
-def _loss_and_metrics(apply_fn, params, batch, input_keys, rrd_config):
+def _loss_and_metrics(apply_fn, params, batch, input_keys, rrd_config, bias_correction=None):
   inputs = {k: batch[k] for k in input_keys}
   pred = predict_sampled(apply_fn, params, inputs)  # [B, K]
-  chex.assert_equal_shape([pred, batch["true_reward"]])
+  chex.assert_equal_shape([pred, batch.get("true_reward", pred)])
+  if bias_correction is None:
+    bias_correction = rrd_config.bias_correction
   loss = losses.rrd_loss(pred, batch["episode_return"], batch["episode_length"],
-                         form=rrd_config.loss_form, bias_correction=rrd_config.bias_correction)
+                         form=rrd_config.loss_form, bias_correction=bias_correction)
   lengths = batch["episode_length"].astype(jnp.float32)
   predicted_return = jnp.mean(pred, axis=-1) * lengths  # T * m: the RRD return estimate
   metrics = {
@@ -52,10 +54,12 @@ def _loss_and_metrics(apply_fn, params, batch, input_keys, rrd_config):
   return loss, metrics
 
 
-def train_update(state, batch, input_keys, rrd_config):
-  """One Adam step on an RRD batch (unjitted; the jitted steps below wrap it)."""
+def train_update(state, batch, input_keys, rrd_config, bias_correction=None):
+  """One Adam step on an RRD batch (unjitted; the jitted steps below and the online learner wrap
+  it). `bias_correction` overrides rrd_config.bias_correction (a bool or a traced [] bool)."""
   grad_fn = jax.grad(functools.partial(_loss_and_metrics, state.apply_fn, input_keys=input_keys,
-                                       rrd_config=rrd_config), argnums=0, has_aux=True)
+                                       rrd_config=rrd_config, bias_correction=bias_correction),
+                     argnums=0, has_aux=True)
   grads, metrics = grad_fn(state.params, batch)
   metrics["grad_norm"] = optax.tree.norm(grads)
   return state.apply_gradients(grads=grads), metrics

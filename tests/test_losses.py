@@ -232,6 +232,29 @@ def test_uniform_weights_equal_unweighted_mean():
   np.testing.assert_allclose(float(a), float(b), rtol=RTOL)
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("form", ["mean", "return"])
+def test_traced_bias_correction_flag_matches_reference(case, form):
+  """A traced [] bool flag (a vmapped population mixing rrd and rrd_lrd) selects per member
+  the same loss the static flag gives, vs the NumPy reference."""
+  lengths, k = CASES[case]
+  preds, returns, lengths = make_batch(np.random.default_rng(7), lengths, k)
+  flags = jnp.asarray([False, True])
+  got = jax.jit(jax.vmap(lambda flag: rrd_episode_losses(preds, returns, lengths, form=form,
+                                                         bias_correction=flag)))(flags)
+  uncorrected = ref_episode_losses(preds, returns, lengths, form, False)
+  for flag, row in zip((False, True), np.asarray(got, np.float64)):
+    want = ref_episode_losses(preds, returns, lengths, form, flag)
+    mag = uncorrected + np.abs(want - uncorrected)  # as in test_matches_reference
+    assert np.all(np.abs(row - want) <= RTOL * np.abs(want) + ATOL * mag), (flag, row, want)
+
+
+def test_traced_bias_correction_needs_k_two():
+  with pytest.raises(ValueError, match="K >= 2"):
+    jax.jit(lambda flag: rrd_loss(np.ones((3, 1), np.float32), np.ones(3), np.array([2, 3, 4]),
+                                  bias_correction=flag))(jnp.asarray(False))
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors.
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rrd_jax import losses, models
+from rrd_jax import models
 from rrd_jax import step as step_lib
 from rrd_jax.rl import replay, rewards, sac
 
@@ -54,23 +54,15 @@ def bias_correction(config, kind):
 
 
 def rrd_update(reward_state, rrd_config, corrected, batch):
-  """One RRD update on batch [B, K, ...] steps + [B] episode_return / episode_length.
-
-  `corrected`: bias correction (L-RD), a Python bool or a traced [] bool (a population mixing
-  rrd and rrd_lrd members: both losses are computed and the member's is used)."""
-  inputs = rewards.model_inputs(batch)
-
-  def loss_fn(params):
-    pred = step_lib.predict_sampled(reward_state.apply_fn, params, inputs)  # [B, K]
-    loss = functools.partial(losses.rrd_loss, pred, batch["episode_return"],
-                             batch["episode_length"], form=rrd_config.loss_form)
-    if isinstance(corrected, bool):
-      return loss(bias_correction=corrected), pred
-    return jnp.where(corrected, loss(bias_correction=True), loss(bias_correction=False)), pred
-
-  (loss, pred), grads = jax.value_and_grad(loss_fn, has_aux=True)(reward_state.params)
-  metrics = {"rrd_loss": loss, "rrd_reward_mean": jnp.mean(pred)}
-  return reward_state.apply_gradients(grads=grads), metrics
+  """One RRD update (step.train_update, the offline path's) on replay.sample_episodes' batch:
+  [B, K, ...] steps + [B] episode_return / episode_length. `corrected`: bias correction (L-RD), a
+  Python bool or a traced [] bool (a population mixing rrd and rrd_lrd members).
+  Metrics are the offline step's, prefixed rrd_ (rrd_loss, rrd_reward_mean, ...)."""
+  inputs = dict(rewards.model_inputs(batch), episode_return=batch["episode_return"],
+                episode_length=batch["episode_length"])
+  reward_state, metrics = step_lib.train_update(reward_state, inputs, rewards.MODEL_INPUT_KEYS,
+                                                rrd_config, bias_correction=corrected)
+  return reward_state, {f"rrd_{name}": value for name, value in metrics.items()}
 
 
 def train_step(state, buffer, kind_id, *, config, hp, kinds):

@@ -20,10 +20,13 @@ def uses_reward_model(kind):
   return kind in MODEL_KINDS
 
 
+MODEL_INPUT_KEYS = ("state", "action", "next_state")  # RewardNet(kind="mlp")'s inputs
+
+
 def model_inputs(batch):
   """RewardNet(kind="mlp") inputs of a transition batch."""
-  return {"state": batch["observation"], "action": batch["action"],
-          "next_state": batch["next_observation"]}
+  return dict(zip(MODEL_INPUT_KEYS, (batch["observation"], batch["action"],
+                                     batch["next_observation"])))
 
 
 def transition_rewards(kind, batch, return_min, return_max, reward_fn=None):
