@@ -119,6 +119,118 @@ class _Interval:
     return out
 
 
+def _acting(actor_apply):
+  """Jitted, vmapped over members: explore(params, obs [M, n, O], keys [M], step) -> [M, n, A]
+  (per member key = fold_in(its act key, env step)) and exploit(params, obs) (deterministic)."""
+  explore = jax.jit(jax.vmap(
+      lambda params, obs, key, step: sac.act(params, actor_apply, obs,
+                                             jax.random.fold_in(key, step)),
+      in_axes=(0, 0, 0, None)))
+  exploit = jax.jit(jax.vmap(
+      lambda params, obs: sac.act(params, actor_apply, obs, None, deterministic=True)))
+  return explore, exploit
+
+
+def _collect(env_batch, num_steps, env_steps, warmup_steps, act, size):
+  """Steps `env_batch` (size members x n envs) for num_steps env steps per member (rounded up to
+  n), with random actions before warmup_steps and act(observations, env_steps) after. Returns
+  ([finished episodes] per member, env_steps after)."""
+  num_envs = len(env_batch.observations) // size
+  finished = [[] for _ in range(size)]
+  for _ in range(-(-num_steps // num_envs)):
+    if env_steps < warmup_steps:
+      actions = env_batch.random_actions()
+    else:
+      actions = act(env_batch.observations, env_steps)
+    for episode in env_batch.step(actions)[0]:
+      finished[episode.env_index // num_envs].append(episode)
+    env_steps += num_envs
+  return finished, env_steps
+
+
+class _Evaluator:
+  """eval.episodes episodes of the deterministic policy per member, in one env batch; logs
+  eval/return (true dense) per member and redraws its learning curve."""
+
+  def __init__(self, config, members, dirs, loggers, exploit, action_size, log):
+    self.members, self.dirs, self.loggers, self.log = members, dirs, loggers, log
+    self.exploit, self.action_size, self.episodes = exploit, action_size, config.eval.episodes
+    self.batch = envs.EnvBatch(config.env.name, config.env.max_episode_steps,
+                               [0] * (len(members) * self.episodes), config.env.subprocesses)
+
+  def __call__(self, actor, env_steps, episodes):
+    size = len(self.members)
+
+    def policy(obs):  # [M * episodes, O] -> [M * episodes, A]
+      by_member = obs.reshape((size, -1) + obs.shape[1:])
+      return np.asarray(self.exploit(actor, by_member)).reshape(len(obs), self.action_size)
+
+    returns = envs.evaluate(self.batch, policy, [10_000_019 + m.seed * 1000 + env_steps + j
+                                                 for m in self.members
+                                                 for j in range(self.episodes)])
+    returns = returns.reshape(size, -1)
+    rows = []
+    for m, (directory, logger) in enumerate(zip(self.dirs, self.loggers)):
+      row = {"env_steps": env_steps, "eval/return": float(np.mean(returns[m])),
+             "eval/return_std": float(np.std(returns[m])), "episodes": episodes}
+      logger.write(env_steps, row)
+      plot_runs.save_learning_curve(directory)
+      rows.append(row)
+    self.log(f"env step {env_steps}: eval/return=" + ", ".join(
+        f"{r['eval/return']:.1f}" + ("" if size == 1 else f" ({m.name})")
+        for m, r in zip(self.members, rows)))
+    return rows
+
+  def close(self):
+    self.batch.close()
+
+
+def _log_interval(interval, members, loggers, env_steps, total, bar, log):
+  """Writes the interval's training metrics per member; raises UserError on a diverged loss."""
+  size = len(members)
+  rows = interval.scalars([m.kind for m in members])
+  for member, row in zip(members, rows):
+    for name in ("train/critic_loss", "train/rrd_loss"):
+      if name in row and not np.isfinite(row[name]):
+        raise UserError(f"training diverged: {name} is {row[name]} at env step {env_steps}"
+                        + ("" if size == 1 else f" (member {member.name})"))
+  for logger, row in zip(loggers, rows):
+    logger.write(env_steps, {"env_steps": env_steps, **row})
+  if bar.disable:
+    shown = ("train/episode_return", "train/critic_loss", "train/rrd_loss", "train/alpha",
+             "train/env_steps_per_s")
+    log(f"env step {env_steps}/{total}: " + "; ".join(
+        ("" if size == 1 else f"{member.name} ")
+        + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k in shown)
+        for member, row in zip(members, rows)))
+
+
+def _finish(config, workdir, checkpoint_dir, members, dirs, loggers, results, env_steps, log):
+  """Writes final_metrics.json per member (and a population's comparison.{png,json}); returns
+  the run's final metrics, or {member name: final metrics}."""
+  for logger, directory, row in zip(loggers, dirs, results):
+    logger.close()
+    with open(os.path.join(directory, "final_metrics.json"), "w", encoding="utf-8") as f:
+      json.dump(row, f, indent=2)
+  if len(members) == 1:
+    log(f"Done: eval/return={results[0]['eval/return']:.1f} at env step {env_steps}. Metrics in "
+        f"{workdir}/metrics.jsonl, curve in {workdir}/learning_curve.png, checkpoints in "
+        f"{checkpoint_dir}.")
+    return results[0]
+  groups = plot_runs.group_runs(dirs)
+  plots.save(plot_runs.comparison_figure(groups, f"{config.env.name}, {len(members)} runs"),
+             os.path.join(workdir, "comparison.png"))
+  comparison = plot_runs.summary(groups)
+  with open(os.path.join(workdir, "comparison.json"), "w", encoding="utf-8") as f:
+    json.dump(comparison, f, indent=2)
+  for label, row in comparison.items():
+    log(f"{label}: eval/return {row['final_return_mean']:.1f} +- {row['final_return_std']:.1f} "
+        f"over {row['runs']} seed(s)")
+  log(f"Done at env step {env_steps}: runs in {workdir}/<kind>_seed<seed>/, comparison in "
+      f"{workdir}/comparison.png and comparison.json, checkpoints in {checkpoint_dir}.")
+  return {m.name: row for m, row in zip(members, results)}
+
+
 def train_and_evaluate(config, workdir, log=print):
   """Trains per `config` into `workdir` (resuming a run found there); returns the final metrics
   (of the run, or {member name: final metrics} for a population)."""
@@ -164,19 +276,10 @@ def train_and_evaluate(config, workdir, log=print):
 
   insert = jax.jit(jax.vmap(replay.insert), donate_argnums=(0,))
   train_calls = {}  # fused-step count -> jitted scan
-  actor_apply = state.sac.actor.apply_fn
-  explore = jax.jit(jax.vmap(  # per member: key = fold_in(its act key, env step)
-      lambda params, obs, key, step: sac.act(params, actor_apply, obs,
-                                             jax.random.fold_in(key, step)),
-      in_axes=(0, 0, 0, None)))
-  exploit = jax.jit(jax.vmap(
-      lambda params, obs: sac.act(params, actor_apply, obs, None, deterministic=True)))
-  num_envs = config.env.num_envs
+  explore, exploit = _acting(state.sac.actor.apply_fn)
   env_batch = envs.EnvBatch(config.env.name, config.env.max_episode_steps,
                             [m.seed * 100_003 + env_steps + j for m in members
-                             for j in range(num_envs)], config.env.subprocesses)
-  eval_batch = envs.EnvBatch(config.env.name, config.env.max_episode_steps,
-                             [0] * (size * config.eval.episodes), config.env.subprocesses)
+                             for j in range(config.env.num_envs)], config.env.subprocesses)
   # Acting runs where its arguments live: with train.act_on_host on an accelerator, on a host
   # copy of the actor refreshed after every training call (no device round trip per env step).
   host = jax.devices("cpu")[0] if (config.train.act_on_host
@@ -185,12 +288,15 @@ def train_and_evaluate(config, workdir, log=print):
   act_keys = jax.device_put(jnp.stack([jax.random.fold_in(jax.random.PRNGKey(m.seed), 1)
                                        for m in members]), host)
   actor = policy_params()
+
+  def act(observations, step):  # [M * n, O] -> [M * n, A]
+    by_member = observations.reshape((size, -1) + observations.shape[1:])
+    return np.asarray(explore(actor, by_member, act_keys, step)).reshape(-1, action_size)
+
   loggers = [metrics.MetricsLogger(d) for d in dirs]
+  evaluator = _Evaluator(config, members, dirs, loggers, exploit, action_size, log)
   bar = metrics.progress_bar(total, "env steps", initial=min(env_steps, total))
   interval, results = _Interval(size), None
-
-  def by_member(array):  # [M * n, ...] -> [M, n, ...]
-    return array.reshape((size, -1) + array.shape[1:])
 
   def meta():
     return {"env_steps": env_steps, "episodes": episodes,
@@ -198,37 +304,15 @@ def train_and_evaluate(config, workdir, log=print):
 
   def run_eval():
     start = time.perf_counter()
-    returns = by_member(envs.evaluate(
-        eval_batch, lambda obs: np.asarray(exploit(actor, by_member(obs))).reshape(
-            len(obs), action_size),
-        [10_000_019 + m.seed * 1000 + env_steps + j for m in members
-         for j in range(config.eval.episodes)]))
-    scalars = []
-    for m, directory in enumerate(dirs):
-      row = {"env_steps": env_steps, "eval/return": float(np.mean(returns[m])),
-             "eval/return_std": float(np.std(returns[m])), "episodes": episodes}
-      loggers[m].write(env_steps, row)
-      plot_runs.save_learning_curve(directory)
-      scalars.append(row)
-    log(f"env step {env_steps}: eval/return=" + ", ".join(
-        f"{r['eval/return']:.1f}" + ("" if size == 1 else f" ({m.name})")
-        for m, r in zip(members, scalars)))
+    rows = evaluator(actor, env_steps, episodes)
     interval.excluded += time.perf_counter() - start
-    return scalars
+    return rows
 
   while env_steps < total:
     before = env_steps
-    steps_this_call = min(config.train.env_steps_per_call, total - env_steps)
-    finished = [[] for _ in members]
-    for _ in range(-(-steps_this_call // num_envs)):
-      if env_steps < config.train.warmup_steps:
-        actions = env_batch.random_actions()
-      else:
-        actions = np.asarray(explore(actor, by_member(env_batch.observations), act_keys,
-                                     env_steps)).reshape(-1, action_size)
-      for episode in env_batch.step(actions)[0]:
-        finished[episode.env_index // num_envs].append(episode)
-      env_steps += num_envs
+    num_steps = min(config.train.env_steps_per_call, total - env_steps)
+    finished, env_steps = _collect(env_batch, num_steps, env_steps, config.train.warmup_steps,
+                                   act, size)
     for block in replay.member_blocks(finished):
       buffer = insert(buffer, block)
     episodes += sum(map(len, finished))
@@ -250,20 +334,7 @@ def train_and_evaluate(config, workdir, log=print):
       interval.metrics.append(step_metrics)
     bar.update(env_steps - before)
     if _crossed(before, env_steps, config.train.log_every_steps) or env_steps >= total:
-      rows = interval.scalars([m.kind for m in members])
-      for member, row in zip(members, rows):
-        for name in ("train/critic_loss", "train/rrd_loss"):
-          if name in row and not np.isfinite(row[name]):
-            raise UserError(f"training diverged: {name} is {row[name]} at env step {env_steps}"
-                            + ("" if size == 1 else f" (member {member.name})"))
-      for logger, row in zip(loggers, rows):
-        logger.write(env_steps, {"env_steps": env_steps, **row})
-      if bar.disable:
-        log(f"env step {env_steps}/{total}: " + "; ".join(
-            ("" if size == 1 else f"{member.name} ") + ", ".join(
-                f"{k}={v:.4g}" for k, v in row.items() if k in (
-                    "train/episode_return", "train/critic_loss", "train/rrd_loss", "train/alpha",
-                    "train/env_steps_per_s")) for member, row in zip(members, rows)))
+      _log_interval(interval, members, loggers, env_steps, total, bar, log)
       interval = _Interval(size)
     if _crossed(before, env_steps, config.eval.every_steps) or env_steps >= total:
       results = run_eval()
@@ -279,28 +350,8 @@ def train_and_evaluate(config, workdir, log=print):
         results.append(json.load(f))
   elif results is None:
     results = run_eval()
-  eval_batch.close()
+  evaluator.close()
   if config.checkpoint.save_final:
     checkpointer.save(env_steps, state, buffer, meta())
   checkpointer.close()
-  for logger, path, row in zip(loggers, final_paths, results):
-    logger.close()
-    with open(path, "w", encoding="utf-8") as f:
-      json.dump(row, f, indent=2)
-  if size == 1:
-    log(f"Done: eval/return={results[0]['eval/return']:.1f} at env step {env_steps}. Metrics in "
-        f"{workdir}/metrics.jsonl, curve in {workdir}/learning_curve.png, checkpoints in "
-        f"{checkpoint_dir}.")
-    return results[0]
-  groups = plot_runs.group_runs(dirs)
-  plots.save(plot_runs.comparison_figure(groups, f"{config.env.name}, {size} runs"),
-             os.path.join(workdir, "comparison.png"))
-  comparison = plot_runs.summary(groups)
-  with open(os.path.join(workdir, "comparison.json"), "w", encoding="utf-8") as f:
-    json.dump(comparison, f, indent=2)
-  for label, row in comparison.items():
-    log(f"{label}: eval/return {row['final_return_mean']:.1f} +- {row['final_return_std']:.1f} "
-        f"over {row['runs']} seed(s)")
-  log(f"Done at env step {env_steps}: runs in {workdir}/<kind>_seed<seed>/, comparison in "
-      f"{workdir}/comparison.png and comparison.json, checkpoints in {checkpoint_dir}.")
-  return {m.name: row for m, row in zip(members, results)}
+  return _finish(config, workdir, checkpoint_dir, members, dirs, loggers, results, env_steps, log)
