@@ -42,6 +42,7 @@ def get_config(variant="hopper"):
   config.population = population = ml_collections.ConfigDict()
   population.seeds = 1  # Runs seed, seed + 1, ... trained side by side, vmapped (one process).
   population.reward_kinds = ""  # Comma-separated kinds run side by side, e.g. "rrd,ircr,episodic"; "" = reward.kind.
+  population.devices = 0  # Local devices the members are split over; 0 = most that divide the count.
 
   config.reward = reward = ml_collections.ConfigDict()
   reward.kind = "rrd"  # SAC's reward: rrd, rrd_lrd, ircr, uniform, episodic (raw delayed), dense (oracle).

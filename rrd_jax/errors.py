@@ -11,6 +11,15 @@ class UserError(Exception):
 EXIT_USER_ERROR = 2
 
 
+class Interrupted(Exception):
+  """A run stopped on a signal after saving (rrd_jax/interrupt.py): its message is printed as one
+  line and the process exits with `exit_code` (the shell's 128 + signal number)."""
+
+  def __init__(self, message, exit_code):
+    super().__init__(message)
+    self.exit_code = exit_code
+
+
 def cli_main(fn):
   """Wraps a CLI `main(argv)`: a UserError prints `error: <message>` and exits 2."""
 
@@ -21,6 +30,9 @@ def cli_main(fn):
     except UserError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(EXIT_USER_ERROR)
+    except Interrupted as e:
+      print(e, file=sys.stderr)
+      sys.exit(e.exit_code)
 
   return wrapper
 

@@ -1,4 +1,5 @@
-"""Device mesh and shardings: a 1-D `data` mesh; batches split over it, state replicated."""
+"""Device meshes and shardings. Offline: a 1-D `data` mesh; batches split over it, state
+replicated. Online populations: a 1-D `members` mesh; member-stacked pytrees split over it."""
 
 import os
 
@@ -7,6 +8,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
+MEMBER_AXIS = "members"
 
 
 def make_mesh(data_axis_size=-1):
@@ -26,6 +28,24 @@ def batch_sharding(mesh):
 
 def replicated(mesh):
   return NamedSharding(mesh, P())
+
+
+def member_devices(num_members, requested=0):
+  """How many local devices a population of `num_members` is split over: `requested`, or with 0
+  the largest local device count that divides num_members. ValueError names a bad request."""
+  available = len(jax.local_devices())
+  if requested == 0:
+    return max(n for n in range(1, min(available, num_members) + 1) if num_members % n == 0)
+  if not 1 <= requested <= available or num_members % requested:
+    raise ValueError(f"population.devices must be 0 (auto) or a number of devices in 1..{available} "
+                     f"that divides the {num_members} members, got {requested}")
+  return requested
+
+
+def member_sharding(num_devices):
+  """The leading (member) axis split over the first num_devices local devices."""
+  mesh = Mesh(np.asarray(jax.local_devices()[:num_devices]), (MEMBER_AXIS,))
+  return NamedSharding(mesh, P(MEMBER_AXIS))
 
 
 def to_global(local_batch, sharding):

@@ -15,7 +15,8 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from rrd_jax import checkpoint, config_utils, metrics, models, parallel, plots, profiling, run_dir
+from rrd_jax import (checkpoint, config_utils, interrupt, metrics, models, parallel, plots, profiling,
+                     run_dir)
 from rrd_jax import step as step_lib
 from rrd_jax.data import returns
 from rrd_jax.errors import UserError, exit_with_error, run_app, unknown_config_field_message
@@ -190,37 +191,52 @@ def train_and_evaluate(config, workdir, log=print):
   pending, last_log, data_wait, results = [], time.perf_counter(), 0.0, None
   bar = metrics.progress_bar(num_steps, "train", initial=min(start_step, num_steps))
   step = start_step
-  while step < num_steps:
-    # Calls that run several steps (device cache) end on every log/eval/checkpoint boundary.
-    chunk = min([num_steps - step] + [b - step % b for b in boundaries])
-    profiler.before_step(step + 1, step + chunk)
-    with jax.profiler.StepTraceAnnotation("train", step_num=step + 1):
-      state, step_metrics, ran, waited = stepper.advance(state, step, chunk)
-    step += ran
-    data_wait += waited
-    profiler.after_step(step, step_metrics)
-    pending.append((step_metrics, ran))
-    bar.update(ran)
-    if step % config.train.log_every == 0 or step == num_steps:
-      steps_logged = sum(n for _, n in pending)
-      scalars = {f"train/{k}": v for k, v in _mean_metrics(pending).items()}  # waits for the device
-      elapsed = time.perf_counter() - last_log
-      scalars.update({"train/steps_per_s": steps_logged / max(elapsed, 1e-9),
-                      "train/data_wait_s_per_step": data_wait / steps_logged,
-                      "train/compute_s_per_step": (elapsed - data_wait) / steps_logged,
-                      "train/data_wait_fraction": data_wait / max(elapsed, 1e-9)})
-      pending, last_log, data_wait = [], time.perf_counter(), 0.0
-      if not np.isfinite(scalars["train/loss"]):
-        raise UserError(f"training diverged: train/loss is {scalars['train/loss']} at step {step}")
-      logger.write(step, scalars)
-      bar.set_postfix(loss=f"{scalars['train/loss']:.4g}")
-      if bar.disable:
-        log(f"step {step}/{num_steps}: train/loss={scalars['train/loss']:.4g}")
-    if len(eval_ids) and (step % config.train.eval_every == 0 or step == num_steps):
-      eval_start = time.perf_counter()
-      results = run_eval(step)
-      last_log += time.perf_counter() - eval_start  # keep evaluation out of the step timings
-    checkpointer.maybe_save(state, _checkpoint_meta(config, step), step)
+  # Ctrl-C / SIGTERM stop at the next call boundary and save (one process: several could stop
+  # at different steps).
+  with interrupt.StopRequests(enabled=jax.process_count() == 1) as stop:
+    while step < num_steps and not stop.requested:
+      # Calls that run several steps (device cache) end on every log/eval/checkpoint boundary.
+      chunk = min([num_steps - step] + [b - step % b for b in boundaries])
+      profiler.before_step(step + 1, step + chunk)
+      with jax.profiler.StepTraceAnnotation("train", step_num=step + 1):
+        state, step_metrics, ran, waited = stepper.advance(state, step, chunk)
+      step += ran
+      data_wait += waited
+      profiler.after_step(step, step_metrics)
+      pending.append((step_metrics, ran))
+      bar.update(ran)
+      if step % config.train.log_every == 0 or step == num_steps:
+        steps_logged = sum(n for _, n in pending)
+        scalars = {f"train/{k}": v for k, v in _mean_metrics(pending).items()}  # waits for the device
+        elapsed = time.perf_counter() - last_log
+        scalars.update({"train/steps_per_s": steps_logged / max(elapsed, 1e-9),
+                        "train/data_wait_s_per_step": data_wait / steps_logged,
+                        "train/compute_s_per_step": (elapsed - data_wait) / steps_logged,
+                        "train/data_wait_fraction": data_wait / max(elapsed, 1e-9)})
+        pending, last_log, data_wait = [], time.perf_counter(), 0.0
+        if not np.isfinite(scalars["train/loss"]):
+          raise UserError(f"training diverged: train/loss is {scalars['train/loss']} at step {step}")
+        logger.write(step, scalars)
+        bar.set_postfix(loss=f"{scalars['train/loss']:.4g}")
+        if bar.disable:
+          log(f"step {step}/{num_steps}: train/loss={scalars['train/loss']:.4g}")
+      if len(eval_ids) and (step % config.train.eval_every == 0 or step == num_steps):
+        eval_start = time.perf_counter()
+        results = run_eval(step)
+        last_log += time.perf_counter() - eval_start  # keep evaluation out of the step timings
+      checkpointer.maybe_save(state, _checkpoint_meta(config, step), step)
+  if stop.requested and step < num_steps:
+    profiler.stop()
+    bar.close()
+    saving = config.checkpoint.every_steps > 0 or config.checkpoint.save_final
+    if saving:
+      checkpointer.save_final(state, _checkpoint_meta(config, step), step)
+    checkpointer.close()
+    logger.close()
+    raise stop.interrupted(
+        f"saved the run at step {step} in {checkpoint_dir}; rerun the same command to resume "
+        "from there." if saving else f"not saved at step {step} (checkpoint.every_steps=0 and "
+        "checkpoint.save_final=False).")
   profiler.stop()
   bar.close()
   final_path = os.path.join(workdir, "final_metrics.json")

@@ -102,6 +102,36 @@ def test_kill_9_then_resume_gives_identical_params(reference, tiny_dataset_dir, 
   assert without_timing(metric_rows(workdir)) == without_timing(metric_rows(reference))
 
 
+def test_sigterm_saves_where_it_stands_and_resume_is_exact(reference, tiny_dataset_dir, tmp_path):
+  """SIGTERM (a cluster's preemption, `timeout`) with no periodic save due: the run saves at the
+  step it reached, prints one line, exits 143; the rerun ends bitwise where an uninterrupted run
+  does, its metrics log reading as one run."""
+  workdir = str(tmp_path / "w")
+  flags = [f for f in cli_flags(tiny_dataset_dir) if "checkpoint.every_steps" not in f]
+  flags.append("--config.checkpoint.every_steps=1000")
+  process = start(workdir, flags)
+  deadline = time.time() + 300
+  while last_step(workdir) < 10 and process.poll() is None and time.time() < deadline:
+    time.sleep(0.01)
+  process.send_signal(signal.SIGTERM)
+  output = process.communicate(timeout=300)[0]
+  assert process.returncode == 143, output
+  assert "Traceback" not in output
+  lines = [line for line in output.splitlines() if line.startswith("stopped by SIGTERM")]
+  assert len(lines) == 1 and "rerun the same command" in lines[0], output
+  stopped_at = int(lines[0].split("at step ")[1].split()[0])
+  assert 10 <= stopped_at < NUM_STEPS
+  assert checkpoint.available_steps(os.path.join(workdir, "checkpoints"), "latest") == [stopped_at]
+  process = start(workdir, flags)
+  output = process.communicate(timeout=600)[0]
+  assert process.returncode == 0, output
+  assert f"from step {stopped_at}" in output
+  final, _ = restore_run_state(workdir)
+  expected, _ = restore_run_state(reference)
+  jax.tree.map(np.testing.assert_array_equal, final.params, expected.params)
+  assert without_timing(metric_rows(workdir)) == without_timing(metric_rows(reference))
+
+
 def test_keep_last_n_and_best(reference):
   steps = checkpoint.available_steps(os.path.join(reference, "checkpoints"), "latest")
   assert steps == [NUM_STEPS - 1, NUM_STEPS]  # keep=2 newest of the every-step saves

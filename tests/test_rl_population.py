@@ -3,6 +3,8 @@ directory per member plus the comparison."""
 
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -130,3 +132,68 @@ def test_population_cli_writes_a_run_per_member_and_resumes(population_run, repo
     rows = [json.loads(line) for line in open(os.path.join(workdir, name, "metrics.jsonl"),
                                               encoding="utf-8")]
     assert [r["step"] for r in rows if "eval/return" in r] == [200, 400, 600]
+
+
+def _metrics(directory):
+  with open(os.path.join(directory, "metrics.jsonl"), encoding="utf-8") as f:
+    return [json.loads(line) for line in f]
+
+
+def test_population_split_over_four_devices_trains_like_one_device(population_run, repo_root,
+                                                                   tmp_path):
+  """population.devices: the 4 members' states and buffers split over 4 (fake CPU) devices, one
+  member each, give the 1-device run's losses and eval returns (float reassociation aside)."""
+  one, first = population_run
+  assert first.returncode == 0, first.stderr[-3000:]
+  workdir = str(tmp_path / "four")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu", PYTHONPATH=repo_root)
+  done = subprocess.run([sys.executable, "-m", "rrd_jax.train", *POPULATION_ARGS,
+                         "--config.train.total_env_steps=400", "--workdir", workdir],
+                        cwd=repo_root, env=env, capture_output=True, text=True, timeout=300,
+                        check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+    facts = json.load(f)
+  assert facts["member_devices"] == 4 and len(facts["devices"]) == 4
+  for name in ("dense_seed0", "dense_seed1", "rrd_seed0", "rrd_seed1"):
+    mine = [r for r in _metrics(os.path.join(workdir, name)) if r["step"] <= 400]
+    alone = [r for r in _metrics(os.path.join(one, name)) if r["step"] <= 400]
+    for key in ("eval/return", "train/critic_loss", "train/actor_loss", "train/rrd_loss"):
+      got = [r[key] for r in mine if key in r]
+      want = [r[key] for r in alone if key in r]
+      assert len(got) == len(want) and (got or key == "train/rrd_loss"), (name, key)
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"{name} {key}")
+
+
+SHARDED_STEP = """
+import json, sys
+sys.path.insert(0, {root!r})
+import jax, jax.numpy as jnp
+from rrd_jax import parallel
+from rrd_jax.rl import learner, population, sac
+from tests.rl_helpers import filled_buffer, make_episode
+from tests.test_rl_population import small_config
+config = small_config({root!r})
+hp = sac.SACParams.from_config(config.sac, 2)
+buffers = population.stack([filled_buffer([make_episode(9, seed=s)], capacity=32) for s in range(4)])
+states = learner.create_members(config, hp, 3, [0, 1, 2, 3])
+states, buffers, ids = jax.device_put((states, buffers, jnp.zeros(4, jnp.int32)),
+                                      parallel.member_sharding(parallel.member_devices(4)))
+states, _ = learner.make_train_steps(config, hp, ("rrd",), 2)(states, buffers, ids)
+leaves = jax.tree.leaves(states)
+print(json.dumps({{"devices": sorted({{len(x.sharding.device_set) for x in leaves}}),
+                  "per_device_rows": sorted({{x.addressable_shards[0].data.shape[0] for x in leaves}})}}))
+"""
+
+
+def test_fused_steps_keep_members_split_over_the_devices(repo_root):
+  """After a jitted, vmapped training call every leaf of the population's state is still split
+  one member per device (4 members, 4 fake CPU devices): no gather onto one device."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu", PYTHONPATH=repo_root)
+  done = subprocess.run([sys.executable, "-c", SHARDED_STEP.format(root=repo_root)], cwd=repo_root,
+                        env=env, capture_output=True, text=True, timeout=300, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  report = json.loads(done.stdout.strip().splitlines()[-1])
+  assert report == {"devices": [4], "per_device_rows": [1]}, report

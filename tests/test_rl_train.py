@@ -4,8 +4,10 @@ bad input is one sentence and exit 2."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import pytest
@@ -113,6 +115,7 @@ def test_hopper_rerun_resumes_with_the_buffer(hopper_run, repo_root):
     ("--config.reward.kind=shaped", "reward.kind"),
     ("--config.population.reward_kinds=rrd,shaped", "'shaped' in 'rrd,shaped'"),
     ("--config.population.seeds=0", "population.seeds"),
+    ("--config.population.devices=2", "population.devices"),  # 1 device here
 ])
 def test_bad_input_is_one_sentence_and_exit_2(repo_root, tmp_path, override, mentions):
   result = run_cli(repo_root, ["--config", "configs/mujoco_rrd_sac.py:hopper", override,
@@ -129,3 +132,40 @@ def test_validate_rejects_bad_values(repo_root):
                     {"replay.capacity": 10}, {"train.env_steps_per_call": 0}):
     with pytest.raises(UserError):
       train_online.validate(online_config(repo_root, "hopper", **overrides))
+
+
+def test_ctrl_c_saves_where_it_stands_and_a_rerun_resumes_there(repo_root, tmp_path):
+  """SIGINT to the whole process group (what Ctrl-C sends, subprocess env workers included): the
+  run finishes the call in flight, saves agent + buffer, prints one line and exits 130; the
+  workers ignore the signal, so nothing breaks under the saving process. A rerun resumes there."""
+  workdir = str(tmp_path / "w")
+  args = [a for a in HOPPER_ARGS
+          if not any(f in a for f in ("total_env_steps", "checkpoint.every", "log_every"))]
+  args += ["--config.checkpoint.every_steps=100000", "--config.env.subprocesses=True",
+           "--config.env.num_envs=2", "--config.train.log_every_steps=100"]
+  env = dict(os.environ, PYTHONPATH=repo_root)
+  process = subprocess.Popen(
+      [sys.executable, "-m", "rrd_jax.train", *args, "--config.train.total_env_steps=100000",
+       "--workdir", workdir], cwd=repo_root, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True, start_new_session=True)
+  deadline = time.time() + 240
+  while process.poll() is None and time.time() < deadline:
+    try:
+      if any(r.get("env_steps", 0) >= 400 for r in read_metrics(workdir)):  # past the warm-up
+        break
+    except (FileNotFoundError, json.JSONDecodeError):
+      pass
+    time.sleep(0.2)
+  os.killpg(process.pid, signal.SIGINT)
+  stdout, stderr = process.communicate(timeout=120)
+  assert process.returncode == 130, stdout + stderr
+  assert "Traceback" not in stderr, stderr[-3000:]
+  lines = [line for line in stderr.splitlines() if line.startswith("stopped by SIGINT")]
+  assert len(lines) == 1 and "rerun the same command" in lines[0], stderr[-3000:]
+  stopped_at = int(lines[0].split("env step ")[1].split()[0])
+  assert stopped_at >= 400 and stopped_at % 100 == 0  # a call boundary
+  assert os.listdir(os.path.join(workdir, "checkpoints", "steps")) == [str(stopped_at)]
+  second = run_cli(repo_root, args + [f"--config.train.total_env_steps={stopped_at + 200}",
+                                      "--workdir", workdir])
+  assert second.returncode == 0, second.stdout + second.stderr
+  assert f"from env step {stopped_at} (" in second.stdout

@@ -9,6 +9,7 @@ through it. Actions are rescaled so the agent always acts in [-1, 1]^A.
 
 import dataclasses
 import functools
+import signal
 
 import gymnasium as gym
 import numpy as np
@@ -80,6 +81,15 @@ class Episode:
     return float(np.sum(self.dense_reward))
 
 
+def _make_worker_env(name, max_episode_steps):
+  """make_env inside an AsyncVectorEnv worker, which ignores SIGINT and SIGTERM: a Ctrl-C (sent to
+  the whole process group) or a SIGTERM stops the training process, which saves and then closes
+  its workers (rrd_jax/interrupt.py), instead of killing the workers under it."""
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)
+  return make_env(name, max_episode_steps)
+
+
 class EnvBatch:
   """Environments stepped together (a gymnasium vector env); each restarts when its episode ends.
 
@@ -93,12 +103,13 @@ class EnvBatch:
 
   def __init__(self, name, max_episode_steps, seeds, subprocesses=False):
     check_env_name(name)
-    make = functools.partial(make_env, name, max_episode_steps)
     same_step = gym.vector.AutoresetMode.SAME_STEP
     if subprocesses:
+      make = functools.partial(_make_worker_env, name, max_episode_steps)
       self.vector = gym.vector.AsyncVectorEnv([make] * len(seeds), autoreset_mode=same_step,
                                               context="spawn")
     else:
+      make = functools.partial(make_env, name, max_episode_steps)
       self.vector = gym.vector.SyncVectorEnv([make] * len(seeds), autoreset_mode=same_step)
     self.action_size = int(np.prod(self.vector.single_action_space.shape))
     self.reset(seeds)

@@ -5,6 +5,9 @@ give the members (kind, seed) for every kind and seeds seed, seed + 1, ..., seed
 learner states and replay buffers are stacked on a leading member axis and every training call is
 vmapped over it (learner.py), so on an accelerator a population costs about as many kernel
 launches as one run; their environments step together in one EnvBatch (subprocesses optional).
+With several local devices the member axis is split over them (config.population.devices, 0 = the
+most that divide the member count; parallel.member_sharding): members never communicate, so each
+device trains its own members.
 
 A population of one is a plain run and writes into WORKDIR itself. A larger one writes each
 member's run into WORKDIR/<kind>_seed<seed>/ (config.json with the member's own reward.kind and

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrd_jax import config_utils, losses, metrics, plot_runs, plots, run_dir
+from rrd_jax import config_utils, interrupt, losses, metrics, parallel, plot_runs, plots, run_dir
 from rrd_jax.errors import UserError
 from rrd_jax.rl import checkpointing, envs, learner as learner_lib, population, replay, rewards, sac
 
@@ -44,6 +44,10 @@ def validate(config):
   _check(config.population.seeds >= 1,
          f"population.seeds must be >= 1, got {config.population.seeds}")
   kinds = population.reward_kinds(config)
+  try:
+    parallel.member_devices(len(population.members(config)), config.population.devices)
+  except ValueError as e:
+    raise UserError(str(e)) from None
   s = config.sac
   _check(0.0 <= s.gamma <= 1.0, f"sac.gamma must be in [0, 1], got {s.gamma}")
   _check(0.0 <= s.polyak < 1.0, f"sac.polyak must be in [0, 1), got {s.polyak}")
@@ -231,6 +235,24 @@ def _finish(config, workdir, checkpoint_dir, members, dirs, loggers, results, en
   return {m.name: row for m, row in zip(members, results)}
 
 
+def _stopped(stop, config, checkpointer, env_steps, state, buffer, meta, loggers, checkpoint_dir):
+  """On SIGINT / SIGTERM: saves the run where it stands (if checkpoints are on at all) and returns
+  the Interrupted to raise, whose one line says what a rerun resumes from."""
+  saving = config.checkpoint.every_steps > 0 or config.checkpoint.save_final
+  if saving:
+    checkpointer.save(env_steps, state, buffer, meta)
+  latest = checkpointer.manager.latest_step()
+  checkpointer.close()
+  for logger in loggers:
+    logger.close()
+  if saving:
+    return stop.interrupted(f"saved the run at env step {env_steps} in {checkpoint_dir}; rerun "
+                            "the same command to resume from there.")
+  return stop.interrupted(f"not saved at env step {env_steps} (checkpoint.every_steps=0 and "
+                          "checkpoint.save_final=False); a rerun resumes from "
+                          + (f"env step {latest}." if latest else "the start."))
+
+
 def train_and_evaluate(config, workdir, log=print):
   """Trains per `config` into `workdir` (resuming a run found there); returns the final metrics
   (of the run, or {member name: final metrics} for a population)."""
@@ -239,11 +261,13 @@ def train_and_evaluate(config, workdir, log=print):
   checkpoint_dir = os.path.abspath(os.path.expanduser(config.checkpoint.dir or
                                                       os.path.join(workdir, "checkpoints")))
   observation_size, action_size = envs.env_dims(config.env.name)
-  facts = {"checkpoint_dir": checkpoint_dir, "observation_size": observation_size,
-           "action_size": action_size, "devices": [str(d) for d in jax.devices()]}
-  config_utils.write_run_config(os.path.join(workdir, "config.json"), config, facts)
   members = population.members(config)
   size, kinds = len(members), population.reward_kinds(config)
+  num_devices = parallel.member_devices(size, config.population.devices)
+  facts = {"checkpoint_dir": checkpoint_dir, "observation_size": observation_size,
+           "action_size": action_size, "devices": [str(d) for d in jax.devices()],
+           "member_devices": num_devices}
+  config_utils.write_run_config(os.path.join(workdir, "config.json"), config, facts)
   dirs = [population.member_dir(workdir, m, size) for m in members]
   if size > 1:
     for member, directory in zip(members, dirs):
@@ -256,6 +280,9 @@ def train_and_evaluate(config, workdir, log=print):
   state = learner_lib.create_members(config, hp, observation_size, [m.seed for m in members])
   buffer = population.stack([replay.create(config.replay.capacity, observation_size, action_size)]
                             * size)
+  # Members are independent: their stacked states and buffers split over the local devices.
+  by_member = parallel.member_sharding(num_devices)
+  state, buffer, kind_ids = jax.device_put((state, buffer, kind_ids), by_member)
   checkpointer = checkpointing.OnlineCheckpointer(checkpoint_dir, keep=config.checkpoint.keep)
   env_steps, episodes = 0, 0
   if resume:
@@ -286,7 +313,7 @@ def train_and_evaluate(config, workdir, log=print):
                                    and jax.default_backend() != "cpu") else None
   policy_params = lambda: jax.device_put(state.sac.actor.params, host)  # noqa: E731
   act_keys = jax.device_put(jnp.stack([jax.random.fold_in(jax.random.PRNGKey(m.seed), 1)
-                                       for m in members]), host)
+                                       for m in members]), host or by_member)
   actor = policy_params()
 
   def act(observations, step):  # [M * n, O] -> [M * n, A]
@@ -308,49 +335,56 @@ def train_and_evaluate(config, workdir, log=print):
     interval.excluded += time.perf_counter() - start
     return rows
 
-  while env_steps < total:
-    before = env_steps
-    num_steps = min(config.train.env_steps_per_call, total - env_steps)
-    finished, env_steps = _collect(env_batch, num_steps, env_steps, config.train.warmup_steps,
-                                   act, size)
-    for block in replay.member_blocks(finished):
-      buffer = insert(buffer, block)
-    episodes += sum(map(len, finished))
-    for m, done in enumerate(finished):
-      interval.episode_returns[m] += [e.episode_return for e in done]
-    interval.env_steps += env_steps - before
-    num_updates = round(config.train.updates_per_call * (env_steps - before)
-                        / config.train.env_steps_per_call)
-    if (env_steps >= config.train.warmup_steps and int(jnp.min(buffer.count)) > 0
-        and num_updates > 0):
-      if num_updates not in train_calls:
-        train_calls[num_updates] = learner_lib.make_train_steps(config, hp, kinds, num_updates)
-      update_start = time.perf_counter()
-      state, step_metrics = train_calls[num_updates](state, buffer, kind_ids)
-      jax.block_until_ready(step_metrics)
-      actor = policy_params()
-      interval.update_time += time.perf_counter() - update_start
-      interval.updates += num_updates
-      interval.metrics.append(step_metrics)
-    bar.update(env_steps - before)
-    if _crossed(before, env_steps, config.train.log_every_steps) or env_steps >= total:
-      _log_interval(interval, members, loggers, env_steps, total, bar, log)
-      interval = _Interval(size)
-    if _crossed(before, env_steps, config.eval.every_steps) or env_steps >= total:
-      results = run_eval()
-    if _crossed(before, env_steps, config.checkpoint.every_steps):
-      checkpointer.save(env_steps, state, buffer, meta())
-  bar.close()
-  env_batch.close()
-  final_paths = [os.path.join(d, "final_metrics.json") for d in dirs]
-  if results is None and all(map(os.path.exists, final_paths)):  # a finished run resumed
-    results = []
-    for path in final_paths:
-      with open(path, encoding="utf-8") as f:
-        results.append(json.load(f))
-  elif results is None:
-    results = run_eval()
-  evaluator.close()
+  with interrupt.StopRequests() as stop:
+    try:
+      while env_steps < total and not stop.requested:
+        before = env_steps
+        num_steps = min(config.train.env_steps_per_call, total - env_steps)
+        finished, env_steps = _collect(env_batch, num_steps, env_steps, config.train.warmup_steps,
+                                       act, size)
+        for block in replay.member_blocks(finished):
+          buffer = insert(buffer, block)
+        episodes += sum(map(len, finished))
+        for m, done in enumerate(finished):
+          interval.episode_returns[m] += [e.episode_return for e in done]
+        interval.env_steps += env_steps - before
+        num_updates = round(config.train.updates_per_call * (env_steps - before)
+                            / config.train.env_steps_per_call)
+        if (env_steps >= config.train.warmup_steps and int(jnp.min(buffer.count)) > 0
+            and num_updates > 0):
+          if num_updates not in train_calls:
+            train_calls[num_updates] = learner_lib.make_train_steps(config, hp, kinds, num_updates)
+          update_start = time.perf_counter()
+          state, step_metrics = train_calls[num_updates](state, buffer, kind_ids)
+          jax.block_until_ready(step_metrics)
+          actor = policy_params()
+          interval.update_time += time.perf_counter() - update_start
+          interval.updates += num_updates
+          interval.metrics.append(step_metrics)
+        bar.update(env_steps - before)
+        if _crossed(before, env_steps, config.train.log_every_steps) or env_steps >= total:
+          _log_interval(interval, members, loggers, env_steps, total, bar, log)
+          interval = _Interval(size)
+        if _crossed(before, env_steps, config.eval.every_steps) or env_steps >= total:
+          results = run_eval()
+        if _crossed(before, env_steps, config.checkpoint.every_steps):
+          checkpointer.save(env_steps, state, buffer, meta())
+      bar.close()
+      if stop.requested and env_steps < total:
+        raise _stopped(stop, config, checkpointer, env_steps, state, buffer, meta(), loggers,
+                       checkpoint_dir)
+      final_paths = [os.path.join(d, "final_metrics.json") for d in dirs]
+      if results is None and all(map(os.path.exists, final_paths)):  # a finished run resumed
+        results = []
+        for path in final_paths:
+          with open(path, encoding="utf-8") as f:
+            results.append(json.load(f))
+      elif results is None:
+        results = run_eval()
+    finally:
+      bar.close()
+      env_batch.close()
+      evaluator.close()
   if config.checkpoint.save_final:
     checkpointer.save(env_steps, state, buffer, meta())
   checkpointer.close()
