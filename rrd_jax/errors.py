@@ -33,6 +33,9 @@ def cli_main(fn):
     except Interrupted as e:
       print(e, file=sys.stderr)
       sys.exit(e.exit_code)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside a training loop: no traceback
+      print("interrupted by Ctrl-C.", file=sys.stderr)
+      sys.exit(130)
 
   return wrapper
 

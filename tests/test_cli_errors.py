@@ -208,3 +208,23 @@ def test_existing_predictions_are_untouched(cli):
   assert snapshot(e.preds_dir) == e.before["preds"]
   assert snapshot(e.run_dir) == e.before["run"]
   assert not os.path.exists(e.never_written_out)
+
+
+@pytest.mark.parametrize("raised,code,line", [
+    ("user", 2, "error: bad value"), ("interrupted", 143, "stopped by SIGTERM: saved"),
+    ("ctrl_c", 130, "interrupted by Ctrl-C.")])
+def test_cli_main_ends_each_way_with_one_line_and_its_exit_code(raised, code, line, capsys):
+  from rrd_jax import errors  # pylint: disable=import-outside-toplevel
+
+  @errors.cli_main
+  def main():
+    if raised == "user":
+      raise errors.UserError("bad value")
+    if raised == "interrupted":
+      raise errors.Interrupted("stopped by SIGTERM: saved", 143)
+    raise KeyboardInterrupt
+
+  with pytest.raises(SystemExit) as exited:
+    main()
+  assert exited.value.code == code
+  assert capsys.readouterr().err.splitlines() == [line]

@@ -1,5 +1,6 @@
-"""Checkpoint lifecycle: kill -9 at any moment then rerun the same command -> bitwise the same
-final parameters as an uninterrupted run; keep-N and best retained; overwrite moves runs aside."""
+"""Checkpoint lifecycle: kill -9 or SIGTERM at any moment then rerun the same command -> bitwise the
+same final parameters as an uninterrupted run; keep-N and best retained; overwrite moves runs
+aside."""
 
 import json
 import os
@@ -15,6 +16,7 @@ import pytest
 
 from conftest import ROOT, restore_run_state, tiny_config
 from rrd_jax import checkpoint, config_utils, train
+from rrd_jax.errors import Interrupted
 
 NUM_STEPS = 40
 OVERRIDES = {"train.num_steps": NUM_STEPS, "train.log_every": 1, "train.eval_every": 8,
@@ -68,17 +70,29 @@ def last_step(workdir):
   return max((r["step"] for r in rows), default=0)
 
 
-def test_kill_9_then_resume_gives_identical_params(reference, tiny_dataset_dir, tmp_path):
+def test_kill_9_or_sigterm_then_resume_gives_identical_params(reference, tiny_dataset_dir,
+                                                               tmp_path):
+  """kill -9 twice and SIGTERM once (a preemption: the run saves where it stands, prints one line,
+  exits 143), each followed by a rerun: the final state and metrics log are the uninterrupted
+  run's, bitwise."""
   workdir = str(tmp_path / "w")
   flags = cli_flags(tiny_dataset_dir)
-  for kill_at in (3, 14, 27):
+  for stop_at, how in ((3, signal.SIGKILL), (14, signal.SIGTERM), (27, signal.SIGKILL)):
     process = start(workdir, flags)
     deadline = time.time() + 300
-    while last_step(workdir) < kill_at and process.poll() is None and time.time() < deadline:
+    while last_step(workdir) < stop_at and process.poll() is None and time.time() < deadline:
       time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
+    process.send_signal(how)
     output = process.communicate()[0]
-    assert process.returncode == -signal.SIGKILL, output  # it really was killed mid-run
+    if how == signal.SIGKILL:
+      assert process.returncode == -signal.SIGKILL, output  # it really was killed mid-run
+      continue
+    assert process.returncode == 143 and "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if line.startswith("stopped by SIGTERM")]
+    assert len(lines) == 1 and "rerun the same command" in lines[0], output
+    stopped_at = int(lines[0].split("at step ")[1].split()[0])
+    assert stop_at <= stopped_at < NUM_STEPS
+    assert stopped_at in checkpoint.available_steps(os.path.join(workdir, "checkpoints"), "latest")
   # A save torn by a crash (what kill -9 during an async save leaves) must be ignored.
   steps_dir = os.path.join(workdir, "checkpoints", "steps")
   latest = max(int(n) for n in os.listdir(steps_dir) if n.isdigit())
@@ -102,34 +116,25 @@ def test_kill_9_then_resume_gives_identical_params(reference, tiny_dataset_dir, 
   assert without_timing(metric_rows(workdir)) == without_timing(metric_rows(reference))
 
 
-def test_sigterm_saves_where_it_stands_and_resume_is_exact(reference, tiny_dataset_dir, tmp_path):
-  """SIGTERM (a cluster's preemption, `timeout`) with no periodic save due: the run saves at the
-  step it reached, prints one line, exits 143; the rerun ends bitwise where an uninterrupted run
-  does, its metrics log reading as one run."""
+def test_sigterm_saves_at_the_step_reached_without_a_periodic_save(reference, tiny_dataset_dir,
+                                                                   tmp_path):
+  """With no periodic save due, SIGTERM still leaves a checkpoint at the step the run reached
+  (rrd_jax.interrupt); resuming from it ends on the uninterrupted run's parameters."""
   workdir = str(tmp_path / "w")
-  flags = [f for f in cli_flags(tiny_dataset_dir) if "checkpoint.every_steps" not in f]
-  flags.append("--config.checkpoint.every_steps=1000")
-  process = start(workdir, flags)
-  deadline = time.time() + 300
-  while last_step(workdir) < 10 and process.poll() is None and time.time() < deadline:
-    time.sleep(0.01)
-  process.send_signal(signal.SIGTERM)
-  output = process.communicate(timeout=300)[0]
-  assert process.returncode == 143, output
-  assert "Traceback" not in output
-  lines = [line for line in output.splitlines() if line.startswith("stopped by SIGTERM")]
-  assert len(lines) == 1 and "rerun the same command" in lines[0], output
-  stopped_at = int(lines[0].split("at step ")[1].split()[0])
-  assert 10 <= stopped_at < NUM_STEPS
-  assert checkpoint.available_steps(os.path.join(workdir, "checkpoints"), "latest") == [stopped_at]
-  process = start(workdir, flags)
-  output = process.communicate(timeout=600)[0]
-  assert process.returncode == 0, output
-  assert f"from step {stopped_at}" in output
+  config = tiny_config(tiny_dataset_dir, **dict(OVERRIDES, **{"checkpoint.every_steps": 1000}))
+
+  def log(line):  # the run logs every step: preempt it at step 5
+    if line.startswith("step 5/"):
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  with pytest.raises(Interrupted, match="saved the run at step 5 ") as stopped:
+    train.train_and_evaluate(config, workdir, log=log)
+  assert stopped.value.exit_code == 143
+  assert checkpoint.available_steps(os.path.join(workdir, "checkpoints"), "latest") == [5]
+  train.train_and_evaluate(config, workdir, log=lambda *_: None)
   final, _ = restore_run_state(workdir)
   expected, _ = restore_run_state(reference)
   jax.tree.map(np.testing.assert_array_equal, final.params, expected.params)
-  assert without_timing(metric_rows(workdir)) == without_timing(metric_rows(reference))
 
 
 def test_keep_last_n_and_best(reference):

@@ -139,36 +139,14 @@ def _metrics(directory):
     return [json.loads(line) for line in f]
 
 
-def test_population_split_over_four_devices_trains_like_one_device(population_run, repo_root,
-                                                                   tmp_path):
-  """population.devices: the 4 members' states and buffers split over 4 (fake CPU) devices, one
-  member each, give the 1-device run's losses and eval returns (float reassociation aside)."""
-  one, first = population_run
-  assert first.returncode == 0, first.stderr[-3000:]
-  workdir = str(tmp_path / "four")
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu", PYTHONPATH=repo_root)
-  done = subprocess.run([sys.executable, "-m", "rrd_jax.train", *POPULATION_ARGS,
-                         "--config.train.total_env_steps=400", "--workdir", workdir],
-                        cwd=repo_root, env=env, capture_output=True, text=True, timeout=300,
-                        check=False)
-  assert done.returncode == 0, done.stderr[-3000:]
-  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
-    facts = json.load(f)
-  assert facts["member_devices"] == 4 and len(facts["devices"]) == 4
-  for name in ("dense_seed0", "dense_seed1", "rrd_seed0", "rrd_seed1"):
-    mine = [r for r in _metrics(os.path.join(workdir, name)) if r["step"] <= 400]
-    alone = [r for r in _metrics(os.path.join(one, name)) if r["step"] <= 400]
-    for key in ("eval/return", "train/critic_loss", "train/actor_loss", "train/rrd_loss"):
-      got = [r[key] for r in mine if key in r]
-      want = [r[key] for r in alone if key in r]
-      assert len(got) == len(want) and (got or key == "train/rrd_loss"), (name, key)
-      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"{name} {key}")
-
-
-SHARDED_STEP = """
-import json, sys
+FOUR_DEVICES = """
+import json, runpy, sys
 sys.path.insert(0, {root!r})
+sys.argv = ["rrd_jax.train", *{args!r}]
+try:  # the CLI, as a user runs it
+  runpy.run_module("rrd_jax.train", run_name="__main__")
+except SystemExit as e:
+  assert not e.code, e.code
 import jax, jax.numpy as jnp
 from rrd_jax import parallel
 from rrd_jax.rl import learner, population, sac
@@ -187,13 +165,31 @@ print(json.dumps({{"devices": sorted({{len(x.sharding.device_set) for x in leave
 """
 
 
-def test_fused_steps_keep_members_split_over_the_devices(repo_root):
-  """After a jitted, vmapped training call every leaf of the population's state is still split
-  one member per device (4 members, 4 fake CPU devices): no gather onto one device."""
+def test_population_split_over_four_devices_trains_like_one_device(population_run, repo_root,
+                                                                   tmp_path):
+  """population.devices: the CLI run of 4 members split over 4 (fake CPU) devices, one member
+  each, gives the 1-device run's losses and eval returns (float reassociation aside); and after
+  a fused training call every state leaf is still one member per device (no gather)."""
+  one, first = population_run
+  assert first.returncode == 0, first.stderr[-3000:]
+  workdir = str(tmp_path / "four")
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
              JAX_PLATFORMS="cpu", PYTHONPATH=repo_root)
-  done = subprocess.run([sys.executable, "-c", SHARDED_STEP.format(root=repo_root)], cwd=repo_root,
-                        env=env, capture_output=True, text=True, timeout=300, check=False)
+  args = POPULATION_ARGS + ["--config.train.total_env_steps=400", "--workdir", workdir]
+  done = subprocess.run([sys.executable, "-c", FOUR_DEVICES.format(root=repo_root, args=args)],
+                        cwd=repo_root, env=env, capture_output=True, text=True, timeout=300,
+                        check=False)
   assert done.returncode == 0, done.stderr[-3000:]
   report = json.loads(done.stdout.strip().splitlines()[-1])
   assert report == {"devices": [4], "per_device_rows": [1]}, report
+  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+    facts = json.load(f)
+  assert facts["member_devices"] == 4 and len(facts["devices"]) == 4
+  for name in ("dense_seed0", "dense_seed1", "rrd_seed0", "rrd_seed1"):
+    mine = [r for r in _metrics(os.path.join(workdir, name)) if r["step"] <= 400]
+    alone = [r for r in _metrics(os.path.join(one, name)) if r["step"] <= 400]
+    for key in ("eval/return", "train/critic_loss", "train/actor_loss", "train/rrd_loss"):
+      got = [r[key] for r in mine if key in r]
+      want = [r[key] for r in alone if key in r]
+      assert len(got) == len(want) and (got or key == "train/rrd_loss"), (name, key)
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"{name} {key}")

@@ -135,14 +135,17 @@ def test_validate_rejects_bad_values(repo_root):
 
 
 def test_ctrl_c_saves_where_it_stands_and_a_rerun_resumes_there(repo_root, tmp_path):
-  """SIGINT to the whole process group (what Ctrl-C sends, subprocess env workers included): the
-  run finishes the call in flight, saves agent + buffer, prints one line and exits 130; the
-  workers ignore the signal, so nothing breaks under the saving process. A rerun resumes there."""
+  """SIGINT to the whole process group of an RRD-SAC run (what Ctrl-C sends, subprocess env
+  workers included): the run finishes the call in flight, saves agent + buffer, prints one line
+  and exits 130; the workers ignore the signal, so nothing breaks under the saving process. A
+  rerun resumes there."""
   workdir = str(tmp_path / "w")
-  args = [a for a in HOPPER_ARGS
-          if not any(f in a for f in ("total_env_steps", "checkpoint.every", "log_every"))]
-  args += ["--config.checkpoint.every_steps=100000", "--config.env.subprocesses=True",
-           "--config.env.num_envs=2", "--config.train.log_every_steps=100"]
+  args = ["--config", "configs/mujoco_rrd_sac.py:pendulum", "--config.reward.kind=rrd",
+          "--config.sac.hidden_sizes=(16,)", "--config.rrd.hidden_sizes=(16,)",
+          "--config.train.warmup_steps=200", "--config.train.log_every_steps=100",
+          "--config.eval.every_steps=100000", "--config.eval.episodes=1",
+          "--config.checkpoint.every_steps=100000", "--config.env.subprocesses=True",
+          "--config.env.num_envs=2"]
   env = dict(os.environ, PYTHONPATH=repo_root)
   process = subprocess.Popen(
       [sys.executable, "-m", "rrd_jax.train", *args, "--config.train.total_env_steps=100000",
@@ -151,7 +154,7 @@ def test_ctrl_c_saves_where_it_stands_and_a_rerun_resumes_there(repo_root, tmp_p
   deadline = time.time() + 240
   while process.poll() is None and time.time() < deadline:
     try:
-      if any(r.get("env_steps", 0) >= 400 for r in read_metrics(workdir)):  # past the warm-up
+      if any(r.get("env_steps", 0) >= 300 for r in read_metrics(workdir)):  # past the warm-up
         break
     except (FileNotFoundError, json.JSONDecodeError):
       pass
@@ -163,9 +166,9 @@ def test_ctrl_c_saves_where_it_stands_and_a_rerun_resumes_there(repo_root, tmp_p
   lines = [line for line in stderr.splitlines() if line.startswith("stopped by SIGINT")]
   assert len(lines) == 1 and "rerun the same command" in lines[0], stderr[-3000:]
   stopped_at = int(lines[0].split("env step ")[1].split()[0])
-  assert stopped_at >= 400 and stopped_at % 100 == 0  # a call boundary
+  assert stopped_at >= 300 and stopped_at % 100 == 0  # a call boundary
   assert os.listdir(os.path.join(workdir, "checkpoints", "steps")) == [str(stopped_at)]
-  second = run_cli(repo_root, args + [f"--config.train.total_env_steps={stopped_at + 200}",
+  second = run_cli(repo_root, args + [f"--config.train.total_env_steps={stopped_at + 100}",
                                       "--workdir", workdir])
   assert second.returncode == 0, second.stdout + second.stderr
   assert f"from env step {stopped_at} (" in second.stdout
