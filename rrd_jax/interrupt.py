@@ -40,7 +40,19 @@ class StopRequests:
     self._previous = {}
     return False
 
-  def interrupted(self, what):
-    """The Interrupted to raise once saved; `what` says where the run stopped and what resumes."""
+  def interrupted(self, where, checkpoint_dir, saved, resumes_from=None):
+    """The Interrupted to raise once the loop has stopped (and saved, if `saved`) at `where`
+    ("step N" / "env step N"); without a save, `resumes_from` names what a rerun starts from."""
+    if saved:
+      what = (f"saved the run at {where} in {checkpoint_dir}; rerun the same command to resume "
+              "from there.")
+    else:
+      what = (f"not saved at {where} (checkpoint.every_steps=0 and checkpoint.save_final=False)"
+              + (f"; a rerun resumes from {resumes_from}." if resumes_from else "."))
     name = signal.Signals(self.requested).name
     return Interrupted(f"stopped by {name}: {what}", EXIT_CODES[self.requested])
+
+
+def saves_on_stop(checkpoint_config):
+  """Whether a stopped run saves where it stands: when checkpoints are on at all."""
+  return checkpoint_config.every_steps > 0 or checkpoint_config.save_final

@@ -38,7 +38,8 @@ def predict_sampled(apply_fn, params, inputs):
 def _loss_and_metrics(apply_fn, params, batch, input_keys, rrd_config, bias_correction=None):
   inputs = {k: batch[k] for k in input_keys}
   pred = predict_sampled(apply_fn, params, inputs)  # [B, K]
-  chex.assert_equal_shape([pred, batch.get("true_reward", pred)])
+  if "true_reward" in batch:  # offline batches carry it (metrics); the online learner's do not
+    chex.assert_equal_shape([pred, batch["true_reward"]])
   if bias_correction is None:
     bias_correction = rrd_config.bias_correction
   loss = losses.rrd_loss(pred, batch["episode_return"], batch["episode_length"],

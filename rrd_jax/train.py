@@ -228,15 +228,12 @@ def train_and_evaluate(config, workdir, log=print):
   if stop.requested and step < num_steps:
     profiler.stop()
     bar.close()
-    saving = config.checkpoint.every_steps > 0 or config.checkpoint.save_final
+    saving = interrupt.saves_on_stop(config.checkpoint)
     if saving:
       checkpointer.save_final(state, _checkpoint_meta(config, step), step)
     checkpointer.close()
     logger.close()
-    raise stop.interrupted(
-        f"saved the run at step {step} in {checkpoint_dir}; rerun the same command to resume "
-        "from there." if saving else f"not saved at step {step} (checkpoint.every_steps=0 and "
-        "checkpoint.save_final=False).")
+    raise stop.interrupted(f"step {step}", checkpoint_dir, saving)
   profiler.stop()
   bar.close()
   final_path = os.path.join(workdir, "final_metrics.json")

@@ -134,6 +134,14 @@ def test_validate_rejects_bad_values(repo_root):
       train_online.validate(online_config(repo_root, "hopper", **overrides))
 
 
+def _last_env_step(workdir):
+  """The last logged env step of a run still being written (0 before its first row)."""
+  try:
+    return max((r.get("env_steps", 0) for r in read_metrics(workdir)), default=0)
+  except (FileNotFoundError, json.JSONDecodeError):
+    return 0
+
+
 def test_ctrl_c_saves_where_it_stands_and_a_rerun_resumes_there(repo_root, tmp_path):
   """SIGINT to the whole process group of an RRD-SAC run (what Ctrl-C sends, subprocess env
   workers included): the run finishes the call in flight, saves agent + buffer, prints one line
@@ -152,13 +160,9 @@ def test_ctrl_c_saves_where_it_stands_and_a_rerun_resumes_there(repo_root, tmp_p
        "--workdir", workdir], cwd=repo_root, env=env, stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True, start_new_session=True)
   deadline = time.time() + 240
-  while process.poll() is None and time.time() < deadline:
-    try:
-      if any(r.get("env_steps", 0) >= 300 for r in read_metrics(workdir)):  # past the warm-up
-        break
-    except (FileNotFoundError, json.JSONDecodeError):
-      pass
-    time.sleep(0.2)
+  while _last_env_step(workdir) < 300 and process.poll() is None and time.time() < deadline:
+    time.sleep(0.2)  # until past the warm-up, training
+  assert process.poll() is None, process.communicate()  # still running when interrupted
   os.killpg(process.pid, signal.SIGINT)
   stdout, stderr = process.communicate(timeout=120)
   assert process.returncode == 130, stdout + stderr

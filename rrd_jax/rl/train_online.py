@@ -238,19 +238,15 @@ def _finish(config, workdir, checkpoint_dir, members, dirs, loggers, results, en
 def _stopped(stop, config, checkpointer, env_steps, state, buffer, meta, loggers, checkpoint_dir):
   """On SIGINT / SIGTERM: saves the run where it stands (if checkpoints are on at all) and returns
   the Interrupted to raise, whose one line says what a rerun resumes from."""
-  saving = config.checkpoint.every_steps > 0 or config.checkpoint.save_final
+  saving = interrupt.saves_on_stop(config.checkpoint)
   if saving:
     checkpointer.save(env_steps, state, buffer, meta)
   latest = checkpointer.manager.latest_step()
   checkpointer.close()
   for logger in loggers:
     logger.close()
-  if saving:
-    return stop.interrupted(f"saved the run at env step {env_steps} in {checkpoint_dir}; rerun "
-                            "the same command to resume from there.")
-  return stop.interrupted(f"not saved at env step {env_steps} (checkpoint.every_steps=0 and "
-                          "checkpoint.save_final=False); a rerun resumes from "
-                          + (f"env step {latest}." if latest else "the start."))
+  return stop.interrupted(f"env step {env_steps}", checkpoint_dir, saving,
+                          resumes_from=f"env step {latest}" if latest else "the start")
 
 
 def train_and_evaluate(config, workdir, log=print):
