@@ -1,6 +1,7 @@
 """Each reward kind on a hand-made replay buffer, and the buffer's episode bookkeeping."""
 
 import jax
+from jax.extend import core as jax_core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -96,3 +97,53 @@ def test_wrapped_ring_samples_only_whole_episodes():
   assert set(np.asarray(batch["episode_return"]).tolist()) == {-2.0, 15.0}
   transitions = replay.sample_transitions(buffer, jax.random.PRNGKey(0), 400)
   assert set(np.asarray(transitions["episode_return"]).tolist()) == {10.0, -2.0, 15.0}
+
+
+def _eval_with_reversed_scatters(closed, *args):
+  """Evaluates a closed jaxpr with every scatter's updates applied in reverse order: of repeated
+  indices the first update wins where XLA:CPU lets the last win (XLA leaves the order open)."""
+  env = {}
+  read = lambda v: v.val if isinstance(v, jax_core.Literal) else env[v]  # noqa: E731
+  env.update(zip(closed.jaxpr.constvars, closed.consts))
+  env.update(zip(closed.jaxpr.invars, args))
+  for eqn in closed.jaxpr.eqns:
+    invals = [read(v) for v in eqn.invars]
+    if eqn.primitive.name == "scatter":
+      operand, indices, updates = invals
+      # one scatter dimension, leading in both (x.at[i].set(v) with i of shape [N])
+      assert indices.ndim == 2 and 0 not in eqn.params["dimension_numbers"].update_window_dims
+      assert not eqn.params["indices_are_sorted"]
+      outvals = [eqn.primitive.bind(operand, indices[::-1], updates[::-1], **eqn.params)]
+    elif eqn.primitive.name in ("jit", "pjit"):
+      outvals = _eval_with_reversed_scatters(eqn.params["jaxpr"], *invals)
+    else:
+      outvals = eqn.primitive.bind(*invals, **eqn.params)
+      outvals = outvals if eqn.primitive.multiple_results else [outvals]
+    env.update(zip(eqn.outvars, outvals))
+  return [read(v) for v in closed.jaxpr.outvars]
+
+
+@pytest.mark.parametrize("capacity,first", [(8, []), (8, [make_episode(5, seed=4)]), (16, [])])
+def test_insert_does_not_depend_on_the_scatter_order(capacity, first):
+  """A block with more valid rows than the capacity (12 into 8; 5 + 12 into 8 wraps twice) keeps
+  its last `capacity` rows, and writes no ring row twice: with its scatters applied in reverse
+  order, insert gives the same buffer (it did not when every row was written, earlier ones to be
+  overwritten by later ones in the same scatter)."""
+  episodes = EPISODES + [make_episode(3, dense=[5.0, 5.0, 5.0], seed=3)]  # 12 steps
+  buffer = filled_buffer(first, capacity)
+  block = replay.episodes_to_rows(episodes)[0]
+  assert block["valid"].sum() == 12
+  closed = jax.make_jaxpr(replay.insert)(buffer, block)
+  in_order = replay.insert(buffer, block)
+  reversed_order = jax.tree.unflatten(jax.tree.structure(buffer), _eval_with_reversed_scatters(
+      closed, *jax.tree.leaves((buffer, block))))
+  for name, got in zip(replay.ReplayBuffer.__dataclass_fields__, jax.tree.leaves(reversed_order)):
+    np.testing.assert_array_equal(got, getattr(in_order, name), err_msg=name)
+  # Both are the ring: global index g (first's steps, then the block's) at row g % capacity.
+  observations = np.concatenate([e.observation for e in first + episodes])
+  count = len(observations)
+  assert int(in_order.count) == count and int(in_order.num_episodes) == len(first) + 4
+  stored = np.arange(max(0, count - capacity), count)
+  np.testing.assert_array_equal(np.asarray(in_order.observation)[stored % capacity],
+                                observations[stored])
+

@@ -104,10 +104,28 @@ def test_twin_critics_have_distinct_params():
   assert kernel.shape == (2, OBS + ACT, 4) and not np.allclose(kernel[0], kernel[1])
 
 
-def test_log_prob_is_finite_at_saturation():
-  _, log_prob = sac.tanh_gaussian_sample(jnp.full((1, 2), 30.0), jnp.full((1, 2), -20.0),
-                                         jax.random.PRNGKey(0))
-  assert np.isfinite(log_prob).all()
+def test_log_prob_matches_the_closed_form_at_saturation():
+  """log pi(a) = sum_i [log N(eps_i; 0, 1) - log std_i - log(1 - tanh(u_i)^2)], u = mean + std eps,
+  where 1 - tanh(u)^2 = sech(u)^2, so log(1 - tanh(u)^2) = 2 log 2 - 2 logaddexp(u, -u): exact
+  even at |u| = 30, where tanh(u) rounds to +-1 (in float64 too) and the naive form is -inf.
+  Rows: saturated both ways (u = +-30, tiny std) and moderate u (checked against the naive form)."""
+  key = jax.random.PRNGKey(0)
+  mean = np.asarray([[30.0, -30.0], [0.5, -1.0], [-30.0, 2.0]], np.float32)
+  log_std = np.asarray([[-20.0, -20.0], [-1.0, 0.3], [-20.0, -0.5]], np.float32)
+  action, log_prob = sac.tanh_gaussian_sample(jnp.asarray(mean), jnp.asarray(log_std), key)
+  noise = np.asarray(jax.random.normal(key, mean.shape), np.float64)  # the sampler's own draw
+  u = mean.astype(np.float64) + np.exp(log_std.astype(np.float64)) * noise
+  log_det = 2 * np.log(2.0) - 2 * np.logaddexp(u, -u)
+  moderate = np.abs(u) < 5
+  np.testing.assert_allclose(log_det[moderate], np.log(1 - np.tanh(u[moderate]) ** 2), rtol=1e-12)
+  gaussian = -0.5 * noise**2 - log_std - 0.5 * np.log(2 * np.pi)
+  expected = np.sum(gaussian - log_det, axis=-1)  # [152.02, -0.0875, 78.34]
+  assert np.isfinite(np.asarray(log_prob)).all()
+  # Measured |float32 - float64| = 2.5e-7, 1.2e-7, 1.4e-6 per row; the bound is a few float32
+  # ulps (one ulp is 1.5e-5 at 152, 7.6e-6 at 78); a wrong term or sign is off by >= 0.1.
+  np.testing.assert_allclose(log_prob, expected, rtol=5e-7, atol=1e-6)
+  np.testing.assert_allclose(action, np.tanh(u), rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(np.asarray(action)[0], [1.0, -1.0])
 
 
 def test_scan_of_n_steps_equals_n_single_steps(repo_root):

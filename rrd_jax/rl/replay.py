@@ -101,11 +101,19 @@ def member_blocks(episodes_by_member):
 
 
 def insert(buffer, rows):
-  """Appends the valid rows of one block (whole episodes, in order) to the ring."""
+  """Appends the valid rows of one block (whole episodes, in order) to the ring.
+
+  The valid rows are a prefix of the block. When there are more of them than the capacity, only
+  the last `capacity` are written (the earlier ones would be overwritten within this same insert):
+  no ring row is the target of two rows, so the result does not depend on the order in which the
+  scatter applies repeated indices, which XLA leaves unspecified (XLA:CPU happens to apply them in
+  order; other backends need not). count, num_episodes and the return range count every valid row.
+  """
   valid = rows["valid"]
   num_valid = jnp.sum(valid.astype(jnp.int32))
   global_index = buffer.count + jnp.arange(valid.shape[0], dtype=jnp.int32)
-  index = jnp.where(valid, global_index % buffer.capacity, buffer.capacity)  # padding: dropped
+  kept = valid & (global_index >= buffer.count + num_valid - buffer.capacity)
+  index = jnp.where(kept, global_index % buffer.capacity, buffer.capacity)  # others: dropped
   put = lambda array, values: array.at[index].set(values, mode="drop")  # noqa: E731
   returns = rows["episode_return"]
   return buffer.replace(
