@@ -19,16 +19,7 @@ import jax
 import numpy as np
 
 from benchmarks import common
-from rrd_jax import checkpoint, config_utils, models, step as step_lib
-
-
-def example_inputs(config):
-  size = config.data.image_size
-  return {"state": np.zeros((1, 8), np.float32), "next_state": np.zeros((1, 8), np.float32),
-          "action": np.zeros((1, 7), np.float32), "image": np.zeros((1, size, size, 3), np.uint8),
-          "next_image": np.zeros((1, size, size, 3), np.uint8),
-          "wrist_image": np.zeros((1, size, size, 3), np.uint8),
-          "instruction_id": np.zeros((1,), np.int32)}
+from rrd_jax import checkpoint, config_utils, step as step_lib
 
 
 def directory_bytes(path):
@@ -45,10 +36,7 @@ def main():
   args = parser.parse_args()
   path, _, variant = args.config.partition(":")
   config = config_utils.load_config(path, variant)
-  model = models.build_model(config.model)
-  inputs = {k: v for k, v in example_inputs(config).items()
-            if k in models.model_input_keys(config.model)}
-  state = step_lib.create_train_state(model, config.optim, inputs, jax.random.PRNGKey(0))
+  state = step_lib.create_train_state(config, 1, 8, 7, rng=jax.random.PRNGKey(0))  # LIBERO sizes
   # Random values everywhere (as after training): zeros in a fresh Adam state would compress away.
   leaves, treedef = jax.tree.flatten(state)
   rng = np.random.default_rng(0)
@@ -60,16 +48,16 @@ def main():
   for repeat in range(args.repeats):
     directory = tempfile.mkdtemp()
     try:
-      checkpointer = checkpoint.Checkpointer(directory, every_steps=1, keep=1, keep_best=False)
+      checkpointer = checkpoint.Checkpointer(directory, keep=1)
       start = time.perf_counter()
-      checkpointer.maybe_save(state, {"repeat": repeat}, 1)
+      checkpointer.save(1, checkpoint.train_state_items(state), {"repeat": repeat})
       blocked.append(time.perf_counter() - start)
       checkpointer.steps.wait_until_finished()
       blocking.append(time.perf_counter() - start)
       checkpointer.close()
       size = directory_bytes(directory)
       start = time.perf_counter()
-      restored, _ = checkpoint.restore(directory, state)
+      restored, _ = checkpoint.restore_train_state(directory, state)
       jax.block_until_ready(restored.params)
       restoring.append(time.perf_counter() - start)
     finally:

@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from rrd_jax import config_utils, models, parallel
+from rrd_jax import config_utils, parallel, reward_setup
 from rrd_jax import step as step_lib
-from rrd_jax.data import cache, pipeline, source
+from rrd_jax.data import cache, pipeline
+from rrd_jax.data.sampling import SamplerOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,27 +45,17 @@ def run(quick=False, config_path=os.path.join(ROOT, "configs", "libero_rrd.py"),
     config.data.embedded_dir = embedded_dir
   chunk = 10 if quick else 50  # steps per call (and per timed stream interval)
   repeats = 3 if quick else 5
+  config.data.eval_fraction = 0.0  # every episode trains
   mesh = parallel.make_mesh()
-  data = source.open_source(config, source.resolve_components(config, log=lambda *_: None),
-                            log=lambda *_: None)
-  vocab = source.instruction_vocabulary(data.index.instructions)
-  inputs = pipeline.Inputs.from_config(config)
-  loader = pipeline.EpisodeLoader(data.builder, data.index, data.keys, inputs,
-                                  instruction_vocab=vocab, targets=data.targets,
-                                  component_ids=data.component_ids)
-  ids = np.arange(len(data.index))
-  sampler_kwargs = dict(episodes_per_batch=config.rrd.episodes_per_batch,
-                        sample_size=config.rrd.sample_size, seed=0,
-                        weighting=config.data.episode_weighting)
-  model = models.build_model(config.model, num_instructions=len(vocab))
-  input_keys = models.model_input_keys(config.model)
+  data = reward_setup.open_training_data(config, log=lambda *_: None)
+  loader, ids, inputs = data.loader, data.train_ids, data.loader.inputs
+  options = SamplerOptions.from_config(config, seed=0)
+  input_keys = inputs.keys
 
   # Stream: the tf.data path feeding the jitted step, one batch per step.
-  stream = pipeline.train_dataset(loader, ids, sampler_kwargs=sampler_kwargs).as_numpy_iterator()
-  example = next(stream)
-  state = step_lib.create_train_state(model, config.optim, {k: example[k][0] for k in input_keys},
-                                      jax.random.PRNGKey(0))
-  state = jax.device_put(state, parallel.replicated(mesh))
+  stream = pipeline.train_dataset(loader, ids, options).as_numpy_iterator()
+  state = step_lib.create_train_state(config, len(data.vocab), *data.input_sizes(),
+                                      rng=jax.random.PRNGKey(0), sharding=parallel.replicated(mesh))
   train_step = step_lib.make_train_step(input_keys, config.rrd, mesh)
   sharding = parallel.batch_sharding(mesh)
   holder = {"state": state}
@@ -80,8 +71,7 @@ def run(quick=False, config_path=os.path.join(ROOT, "configs", "libero_rrd.py"),
   build_start = time.perf_counter()
   table = cache.build_table(loader, ids, progress=False)
   build_s = time.perf_counter() - build_start
-  device = cache.DeviceCache(table, inputs, sampler_kwargs=sampler_kwargs,
-                             component_ids=loader.component_ids,
+  device = cache.DeviceCache(table, inputs, options, component_ids=loader.component_ids[ids],
                              sharding=parallel.replicated(mesh))
   cached_fn = step_lib.make_cached_train_fn(input_keys, config.rrd, mesh, device)
   step_counter = {"step": 0}

@@ -115,7 +115,7 @@ def ours_command(directory, image_size, workdir):
           os.path.join(ROOT, "configs", "libero_rrd.py:seed"), "--workdir", workdir,
           f"--config.data.dataset_dir={directory}", f"--config.data.image_size={image_size}",
           "--config.data.eval_fraction=0.0", "--config.train.num_steps=1",
-          "--config.train.log_every=1", "--config.checkpoint.every_steps=0",
+          "--config.train.log_every_steps=1", "--config.checkpoint.every_steps=0",
           "--config.checkpoint.save_final=False"]
 
 

@@ -4,7 +4,7 @@ python -m benchmarks.pipeline [--quick] [--out RESULT.json]
 
 `configs/libero_rrd.py:seed` shapes (1 episode x K=32 steps, 256x256 images) on an embedded
 LIBERO-layout dataset stored at 256x256 (generated once under ~/.cache/rrd_jax/bench). The
-objects are the ones train.py builds (source.open_source, EpisodeLoader, train_dataset with
+objects are the ones training builds (reward_setup.open_training_data, train_dataset with
 data.num_parallel_calls); delivered = the dataset iterated alone, consumed = the jitted step alone
 on a batch from it, measured in alternating blocks (medians over blocks). Also the two together as
 train.py runs them (next batch, then the step): frames/s and the fraction of time spent waiting
@@ -16,12 +16,11 @@ import statistics
 import time
 
 import jax
-import numpy as np
 
 from benchmarks import common
-from rrd_jax import config_utils, models, parallel, step as step_lib
-from rrd_jax import train
-from rrd_jax.data import pipeline, rlds, source
+from rrd_jax import config_utils, parallel, reward_setup, step as step_lib
+from rrd_jax.data import pipeline
+from rrd_jax.data.sampling import SamplerOptions
 
 BENCH_DIR = "~/.cache/rrd_jax/bench"
 
@@ -33,37 +32,21 @@ def seed_config(episodes):
       "data.embedded_max_length": 60})
 
 
-def open_training_data(config, log=lambda *_: None):
-  """(loader, train episode ids) exactly as train.py builds them."""
-  data = source.open_source(config, source.resolve_components(config, log=log), log=log)
-  holdout = rlds.holdout_mask(data.index.file_paths, config.data.eval_fraction)
-  train_ids = np.flatnonzero(~holdout)
-  vocab = source.instruction_vocabulary([data.index.instructions[i] for i in train_ids])
-  loader = pipeline.EpisodeLoader(data.builder, data.index, data.keys,
-                                  pipeline.Inputs.from_config(config), instruction_vocab=vocab,
-                                  targets=data.targets, component_ids=data.component_ids)
-  return loader, train_ids, vocab
-
-
 def run(quick=False):
   episodes = 30 if quick else 100
   config = seed_config(episodes)
   start = time.perf_counter()
-  loader, train_ids, vocab = open_training_data(config)
+  data = reward_setup.open_training_data(config, log=lambda *_: None)
   open_s = time.perf_counter() - start
-  sampler_kwargs = train.sampler_options(config, config.seed)
   batches = pipeline.train_dataset(
-      loader, train_ids, sampler_kwargs=sampler_kwargs,
-      num_parallel_calls=config.data.num_parallel_calls,
-      negative_return=config.returns.negative_return).as_numpy_iterator()
+      data.loader, data.train_ids, SamplerOptions.from_config(config, config.seed),
+      num_parallel_calls=config.data.num_parallel_calls).as_numpy_iterator()
   frames = config.rrd.episodes_per_batch * config.rrd.sample_size
-  model = models.build_model(config.model, num_instructions=len(vocab))
-  input_keys = models.model_input_keys(config.model)
+  input_keys = data.loader.inputs.keys
   batch = next(batches)
-  state = step_lib.create_train_state(model, config.optim, {k: batch[k][0] for k in input_keys},
-                                      jax.random.PRNGKey(0))
   mesh = parallel.make_mesh(config.mesh.data)
-  state = jax.device_put(state, parallel.replicated(mesh))
+  state = step_lib.create_train_state(config, len(data.vocab), *data.input_sizes(),
+                                      rng=jax.random.PRNGKey(0), sharding=parallel.replicated(mesh))
   train_step = step_lib.make_train_step(input_keys, config.rrd, mesh)
   sharding = parallel.batch_sharding(mesh)
   holder = {"state": state}

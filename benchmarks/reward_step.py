@@ -24,6 +24,7 @@ import numpy as np
 
 from benchmarks import common
 from rrd_jax import config_utils, losses, models, parallel, step as step_lib
+from rrd_jax.inputs import ModelInputs
 
 SHAPES = (  # name, episodes per batch B, steps per episode K, image size
     ("seed_1x32_256px", 1, 32, 256),
@@ -55,9 +56,8 @@ def jax_setup(image_size, dtype="float32"):
   """(config, model, input keys, TrainState, jitted train step, mesh) for the default config."""
   config = config_utils.load_config(overrides={"data.image_size": image_size, "model.dtype": dtype})
   model = models.build_model(config.model)
-  input_keys = models.model_input_keys(config.model)
-  example = {k: v[0] for k, v in make_batch(1, 1, image_size).items() if k in input_keys}
-  state = step_lib.create_train_state(model, config.optim, example, jax.random.PRNGKey(0))
+  input_keys = ModelInputs.from_config(config).keys
+  state = step_lib.create_train_state(config, 1, 8, 7, rng=jax.random.PRNGKey(0))
   mesh = parallel.make_mesh(1)
   train_step = step_lib.make_train_step(input_keys, config.rrd, mesh)
   return config, model, input_keys, state, train_step, mesh

@@ -11,7 +11,7 @@ count and at 1 thread (the faster counts); when JAX runs on a GPU and PyTorch se
 runs there too (batches sampled on the host, copied per update). Calls alternate (JAX, PyTorch,
 ...; warm-up excluded) and the medians give jax_updates_per_s, torch_updates_per_s and speedup.
 Also: RRD-SAC updates/s (one RRD reward-model update + one SAC update per step) and env_steps_per_s
-of the whole online loop (a short Hopper RRD-SAC run through rrd_jax.rl.train_online, past its
+of the whole online loop (a short Hopper RRD-SAC run through rrd_jax.rl.agent_loop, past its
 warm-up, one update per env step).
 """
 
@@ -126,15 +126,15 @@ def learner_throughput(quick):
 
 
 def loop_throughput(quick):
-  """env_steps_per_s of train_online on Hopper-v5 RRD-SAC, after its warm-up."""
-  from rrd_jax.rl import train_online  # pylint: disable=import-outside-toplevel
+  """env_steps_per_s of the agent loop on Hopper-v5 RRD-SAC, after its warm-up."""
+  from rrd_jax.rl import agent_loop  # pylint: disable=import-outside-toplevel
   warmup, steps = (500, 1500) if quick else (1000, 5000)
   config = _config(**{"train.total_env_steps": steps, "train.warmup_steps": warmup,
                       "train.log_every_steps": 500, "eval.every_steps": steps,
                       "eval.episodes": 1, "checkpoint.every_steps": 0,
                       "checkpoint.save_final": False, "replay.capacity": 100_000})
   with tempfile.TemporaryDirectory() as workdir:
-    train_online.train_and_evaluate(config, workdir, log=lambda *_: None)
+    agent_loop.train_and_evaluate(config, workdir, log=lambda *_: None)
     with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
       rows = [json.loads(line) for line in f]
   rates = [r["train/env_steps_per_s"] for r in rows

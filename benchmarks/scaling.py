@@ -37,8 +37,8 @@ def main():
   parser.add_argument("--out", default="")
   args, extra = parser.parse_known_args()
   extra = [a for a in extra if a != "--"]
-  flags = [f"--config.train.num_steps={args.steps}", "--config.train.log_every=10",
-           f"--config.train.eval_every={args.steps}", "--config.train.eval_episodes=0",
+  flags = [f"--config.train.num_steps={args.steps}", "--config.train.log_every_steps=10",
+           f"--config.eval.every_steps={args.steps}", "--config.eval.episodes=0",
            "--config.checkpoint.every_steps=0", "--config.checkpoint.save_final=False", *extra]
   env = dict(os.environ, PYTHONPATH=ROOT)
   results = {}

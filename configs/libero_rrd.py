@@ -25,6 +25,7 @@ def mixture_component(dataset_dir="", weight=1.0, returns_kind="sum", time_penal
 
 def get_config(variant=""):
   config = ml_collections.ConfigDict()
+  config.kind = "reward_model"  # The loop that runs this config (rrd_jax/reward_loop.py).
   config.seed = 0  # Seeds parameter init and the sampler (the batch at step s depends only on seed, s).
 
   config.data = data = ml_collections.ConfigDict()
@@ -82,11 +83,13 @@ def get_config(variant=""):
 
   config.train = train = ml_collections.ConfigDict()
   train.num_steps = 1500  # Reward-model updates.
-  train.log_every = 50  # Steps between train metric logs.
-  train.eval_every = 500  # Steps between held-out evaluations (and at the end).
-  train.eval_batches = 4  # Held-out RRD batches per evaluation (fixed across evaluations).
-  train.eval_episodes = 64  # Held-out episodes predicted in full per evaluation (0 = none).
+  train.log_every_steps = 50  # Steps between train metric logs.
   train.predict_batch_size = 256  # Steps per forward pass when predicting whole episodes.
+
+  config.eval = evaluation = ml_collections.ConfigDict()
+  evaluation.every_steps = 500  # Steps between held-out evaluations (and at the end).
+  evaluation.batches = 4  # Held-out RRD batches per evaluation (fixed across evaluations).
+  evaluation.episodes = 64  # Held-out episodes predicted in full per evaluation (0 = none).
 
   config.checkpoint = checkpoint = ml_collections.ConfigDict()
   checkpoint.dir = ""  # Where checkpoints go; "" = WORKDIR/checkpoints.
@@ -94,7 +97,6 @@ def get_config(variant=""):
   checkpoint.keep = 3  # Periodic/final checkpoints kept (newest); the best is kept besides.
   checkpoint.keep_best = True  # Also keep the checkpoint with the lowest held-out eval/loss.
   checkpoint.save_final = True  # Save a checkpoint at the end of training.
-  checkpoint.restore = "latest"  # What predict restores: "latest", "best" or a step number.
   checkpoint.overwrite = False  # True: move a different run found in --workdir aside, start anew.
 
   config.mesh = mesh = ml_collections.ConfigDict()
@@ -114,7 +116,7 @@ def get_config(variant=""):
     rrd.episodes_per_batch = 1
     rrd.loss_form = "return"
     train.num_steps = 500
-    train.eval_every = 100
+    evaluation.every_steps = 100
   elif variant in ("demos", "mixture"):
     data.embedded_task = "instructed"
     data.embedded_min_length = 10

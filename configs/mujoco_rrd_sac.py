@@ -31,6 +31,7 @@ def get_config(variant="hopper"):
     raise ValueError(f"unknown variant {variant!r} of configs/mujoco_rrd_sac.py; expected one of "
                      f"{', '.join(ENVS)}, or a MuJoCo one + {COMPARISON!r}")
   config = ml_collections.ConfigDict()
+  config.kind = "agent"  # The loop that runs this config (rrd_jax/rl/agent_loop.py).
   config.seed = 0  # Seeds networks, sampling, exploration and the environments.
 
   config.env = env = ml_collections.ConfigDict()
@@ -45,7 +46,7 @@ def get_config(variant="hopper"):
   population.devices = 0  # Local devices the members are split over; 0 = most that divide the count.
 
   config.reward = reward = ml_collections.ConfigDict()
-  reward.kind = "rrd"  # SAC's reward: rrd, rrd_lrd, ircr, uniform, episodic (raw delayed), dense (oracle).
+  reward.kind = "rrd"  # SAC's reward: rrd, rrd_lrd (L-RD: bias-corrected), ircr, uniform, episodic (raw delayed), dense (oracle).
 
   config.sac = sac = ml_collections.ConfigDict()
   sac.hidden_sizes = (256, 256)  # Actor and each critic.
@@ -64,10 +65,12 @@ def get_config(variant="hopper"):
   config.rrd = rrd = ml_collections.ConfigDict()
   rrd.sample_size = 64  # K: steps sampled per episode (with replacement only when K > T).
   rrd.episodes_per_batch = 4  # Episodes per reward-model update (reference: 256 // 64).
-  rrd.bias_correction = False  # True: L-RD via bias correction (reward.kind rrd_lrd implies it).
   rrd.loss_form = "mean"  # "mean": (m - R/T)^2 (reference); "return": (T*m - R)^2.
-  rrd.learning_rate = 3e-4  # Adam, reward model.
   rrd.hidden_sizes = (256, 256)  # Reward model MLP on [s, a, s - s'].
+
+  config.optim = optim = ml_collections.ConfigDict()  # The reward model's optimiser.
+  optim.learning_rate = 3e-4  # Adam.
+  optim.grad_clip_norm = 0.0  # Global-norm clipping; 0 = off.
 
   config.replay = replay = ml_collections.ConfigDict()
   replay.capacity = 1_000_000  # Transitions kept (a ring of whole finished episodes).

@@ -1,12 +1,13 @@
-"""Orbax checkpoints of a run: the last `keep` periodic saves plus the best by held-out loss.
+"""Orbax checkpoints of a run (both loops): each save is a dict of named pytrees plus a JSON `meta`.
 
 Layout under the checkpoint directory:
-  steps/<step>/  periodic and final saves (the newest `checkpoint.keep` are kept)
-  best/<step>/   the save with the lowest eval/loss so far
-Each save holds the TrainState (params, optimizer state, step) and a JSON `meta` item (the
-sampler's seed and next step, the resolved config). Saves are asynchronous and atomic: orbax
-writes into a temporary directory and renames it when complete, so a crash mid-save leaves
-nothing that restore would pick up.
+  steps/<step>/  periodic and final saves (the newest `keep` are kept)
+  best/<step>/   the save with the lowest eval/loss so far (when keep_best)
+The reward model saves {"state": its TrainState's params, opt_state and step}; the agent saves
+{"learner": ..., "buffer": ...} (rrd_jax/rl/agent_loop.py says what resumes). `meta` holds what
+a loop needs besides arrays (the sampler's seed and next step, env steps) and the resolved config.
+Saves are asynchronous in single-process jobs and atomic: orbax writes into a temporary directory
+and renames it when complete, so a crash mid-save leaves nothing that restore would pick up.
 """
 
 import os
@@ -21,68 +22,68 @@ BEST_DIR = "best"
 BEST_METRIC = "eval/loss"
 
 
-def _savable(state):
-  return {"params": state.params, "opt_state": state.opt_state, "step": state.step}
+def _save_args(items, meta):
+  args = {name: ocp.args.StandardSave(tree) for name, tree in items.items()}
+  return ocp.args.Composite(meta=ocp.args.JsonSave(meta), **args)
 
 
-def _save_args(state, meta):
-  return ocp.args.Composite(state=ocp.args.StandardSave(_savable(state)),
-                            meta=ocp.args.JsonSave(meta))
+def _restore_args(items):
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, items)
+  args = {name: ocp.args.StandardRestore(tree) for name, tree in abstract.items()}
+  return ocp.args.Composite(meta=ocp.args.JsonRestore(), **args)
+
+
+def _manager(path, *, create=True, keep=None, best=False):
+  # Several processes save synchronously: two managers' asynchronous saves in flight at once
+  # can reach orbax's cross-process barriers in different orders and deadlock.
+  options = dict(max_to_keep=keep, create=create, cleanup_tmp_directories=create,
+                 enable_async_checkpointing=jax.process_count() == 1)
+  if best:
+    options.update(best_fn=lambda metrics: metrics[BEST_METRIC], best_mode="min",
+                   keep_checkpoints_without_metrics=False)
+  return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(**options))
 
 
 class Checkpointer:
-  """The run's checkpoint managers (periodic/final, best)."""
+  """A run's checkpoint managers: steps/ (periodic and final saves) and optionally best/."""
 
-  def __init__(self, directory, *, every_steps=0, keep=3, keep_best=True):
+  def __init__(self, directory, *, keep=3, keep_best=False):
     directory = os.path.abspath(os.path.expanduser(directory))
-    self.every_steps = every_steps
-    # Several processes save synchronously: two managers' asynchronous saves in flight at once
-    # can reach orbax's cross-process barriers in different orders and deadlock.
-    asynchronous = jax.process_count() == 1
-    self.steps = ocp.CheckpointManager(
-        os.path.join(directory, STEPS_DIR),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                             cleanup_tmp_directories=True,
-                                             enable_async_checkpointing=asynchronous))
-    self.best = None
-    if keep_best:
-      self.best = ocp.CheckpointManager(
-          os.path.join(directory, BEST_DIR),
-          options=ocp.CheckpointManagerOptions(
-              max_to_keep=1, best_fn=lambda metrics: metrics[BEST_METRIC], best_mode="min",
-              keep_checkpoints_without_metrics=False, create=True, cleanup_tmp_directories=True,
-              enable_async_checkpointing=asynchronous))
+    self.steps = _manager(os.path.join(directory, STEPS_DIR), keep=keep)
+    self.best = _manager(os.path.join(directory, BEST_DIR), keep=1, best=True) if keep_best else None
 
-  def _save(self, manager, step, state, meta, **kwargs):
+  def _save(self, manager, step, items, meta, **kwargs):
     for other in (self.steps, self.best):  # one save in flight at a time
       if other is not None and other is not manager:
         other.wait_until_finished()
-    manager.save(step, args=_save_args(state, meta), **kwargs)
+    manager.save(step, args=_save_args(items, meta), force=True, **kwargs)
 
-  def maybe_save(self, state, meta, step):
-    """A periodic save when `step` is a multiple of every_steps."""
-    if self.every_steps and step % self.every_steps == 0:
-      self._save(self.steps, step, state, meta)
-
-  def save_final(self, state, meta, step):
+  def save(self, step, items, meta):
+    """Saves `items` (a dict of pytrees) at `step` unless that step is saved already."""
     if self.steps.latest_step() != step:
-      self._save(self.steps, step, state, meta, force=True)
+      self._save(self.steps, step, items, meta)
 
-  def save_if_best(self, state, meta, step, eval_loss):
-    if self.best is not None:
-      self._save(self.best, step, state, meta, metrics={BEST_METRIC: float(eval_loss)},
-                 force=True)
+  def save_best(self, step, items, meta, eval_loss):
+    """Keeps this save in best/ if its eval/loss is the lowest so far."""
+    if self.best is not None and step not in self.best.all_steps():
+      self._save(self.best, step, items, meta, metrics={BEST_METRIC: float(eval_loss)})
+
+  def latest_step(self):
+    return self.steps.latest_step()
+
+  def restore_latest(self, items):
+    """(items, meta) of the newest save, shaped like `items`; None if there is none."""
+    step = self.steps.latest_step()
+    if step is None:
+      return None
+    restored = self.steps.restore(step, args=_restore_args(items))
+    return {name: restored[name] for name in items}, restored["meta"]
 
   def close(self):
     for manager in (self.steps, self.best):
       if manager is not None:
         manager.wait_until_finished()
         manager.close()
-
-
-def is_checkpoint_name(name):
-  """"latest", "best" or a step number."""
-  return str(name) in ("latest", "best") or str(name).isdigit()
 
 
 def _manager_path(directory, which):
@@ -94,32 +95,41 @@ def available_steps(directory, which="latest"):
   path = _manager_path(directory, which)
   if not os.path.isdir(path):
     return []
-  with ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(create=False)) as m:
+  with _manager(path, create=False) as m:
     return list(m.all_steps())
 
 
-def restore(directory, state, which="latest"):
-  """(state, meta) from a checkpoint: which = "latest", "best" or a step number; None if none.
-
-  `state` gives the structure, dtypes and shardings to restore into.
-  """
+def restore(directory, items, which="latest"):
+  """(items, meta) from a run's checkpoint directory: which = "latest", "best" or a step number;
+  None if there is no such save. `items` (a dict of pytrees) gives the structure, dtypes and
+  shardings to restore into."""
   path = _manager_path(directory, which)
   if not os.path.isdir(path):
     return None
-  with ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(create=False)) as m:
-    steps = m.all_steps()
+  with _manager(path, create=False) as m:
     if which in ("latest", "best"):  # best/ keeps a single checkpoint
       step = m.latest_step()
       if step is None:
         return None
     else:
       step = int(which)
-      if step not in steps:
+      if step not in m.all_steps():
         raise UserError(f"no checkpoint for step {step} in {path}; available steps: "
-                        f"{', '.join(map(str, sorted(steps))) or 'none'}")
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _savable(state))
-    restored = m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                       meta=ocp.args.JsonRestore()))
-  saved = restored["state"]
-  state = state.replace(params=saved["params"], opt_state=saved["opt_state"], step=saved["step"])
-  return state, restored["meta"]
+                        f"{', '.join(map(str, sorted(m.all_steps()))) or 'none'}")
+    restored = m.restore(step, args=_restore_args(items))
+  return {name: restored[name] for name in items}, restored["meta"]
+
+
+def train_state_items(state):
+  """The items a reward model's TrainState is saved as."""
+  return {"state": {"params": state.params, "opt_state": state.opt_state, "step": state.step}}
+
+
+def restore_train_state(directory, state, which="latest"):
+  """(TrainState, meta) restored into `state`'s structure; None if there is no such save."""
+  restored = restore(directory, train_state_items(state), which)
+  if restored is None:
+    return None
+  saved = restored[0]["state"]
+  return state.replace(params=saved["params"], opt_state=saved["opt_state"],
+                       step=saved["step"]), restored[1]

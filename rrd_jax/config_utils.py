@@ -1,95 +1,24 @@
-"""Config checks (one-sentence errors) and the resolved config.json of a run."""
+"""Config files and saved configs: loading a config file (by path or shipped name) with overrides,
+and a run's config.json (the resolved config plus run facts). Old field names are read through
+rrd_jax/schema.py's mapping."""
 
 import importlib.util
 import json
 import os
+import sys
 
 import ml_collections
 
-from rrd_jax.checkpoint import is_checkpoint_name
-from rrd_jax.data import CACHE_KINDS
-from rrd_jax.data.returns import RETURN_KINDS
-from rrd_jax.data.sampling import EPISODE_WEIGHTINGS
+from rrd_jax import schema
 from rrd_jax.errors import UserError
-from rrd_jax.losses import LOSS_FORMS
-from rrd_jax.models import DTYPES, MIN_PIXEL_IMAGE_SIZE, MODEL_KINDS
-
-
-def _check(condition, message):
-  if not condition:
-    raise UserError(message)
-
-
-def validate(config):
-  """Raises UserError naming the first invalid value."""
-  rrd, data, model, train = config.rrd, config.data, config.model, config.train
-  _check(rrd.sample_size >= 1, f"rrd.sample_size must be >= 1, got {rrd.sample_size}")
-  _check(not rrd.bias_correction or rrd.sample_size >= 2,
-         f"rrd.bias_correction needs rrd.sample_size >= 2, got {rrd.sample_size}")
-  _check(rrd.episodes_per_batch >= 1,
-         f"rrd.episodes_per_batch must be >= 1, got {rrd.episodes_per_batch}")
-  _check(rrd.loss_form in LOSS_FORMS,
-         f"rrd.loss_form must be one of {', '.join(LOSS_FORMS)}, got {rrd.loss_form!r}")
-  _check(data.image_size > 0, f"data.image_size must be > 0, got {data.image_size}")
-  _check(model.kind != "pixel" or data.image_size >= MIN_PIXEL_IMAGE_SIZE,
-         f"data.image_size must be >= {MIN_PIXEL_IMAGE_SIZE} for the pixel model's conv trunk, "
-         f"got {data.image_size}")
-  _check(data.episode_weighting in EPISODE_WEIGHTINGS,
-         f"data.episode_weighting must be one of {', '.join(EPISODE_WEIGHTINGS)}, "
-         f"got {data.episode_weighting!r}")
-  _check(0.0 <= data.eval_fraction < 1.0,
-         f"data.eval_fraction must be in [0, 1), got {data.eval_fraction}")
-  _check(model.kind in MODEL_KINDS,
-         f"model.kind must be one of {', '.join(MODEL_KINDS)}, got {model.kind!r}")
-  _check(model.dtype in DTYPES,
-         f"model.dtype must be one of {', '.join(DTYPES)}, got {model.dtype!r}")
-  _check(train.num_steps >= 0, f"train.num_steps must be >= 0, got {train.num_steps}")
-  for key in ("log_every", "eval_every", "predict_batch_size"):
-    _check(train[key] >= 1, f"train.{key} must be >= 1, got {train[key]}")
-  _check(config.optim.learning_rate > 0,
-         f"optim.learning_rate must be > 0, got {config.optim.learning_rate}")
-  _check(config.checkpoint.every_steps >= 0,
-         f"checkpoint.every_steps must be >= 0, got {config.checkpoint.every_steps}")
-  _check(config.checkpoint.keep >= 1, f"checkpoint.keep must be >= 1, got {config.checkpoint.keep}")
-  _check(config.profile.start_step >= 0 and config.profile.num_steps >= 1,
-         f"profile.start_step must be >= 0 and profile.num_steps >= 1, got "
-         f"{config.profile.start_step} and {config.profile.num_steps}")
-  _check(data.cache in CACHE_KINDS,
-         f"data.cache must be one of {', '.join(CACHE_KINDS)}, got {data.cache!r}")
-  _validate_returns(config)
-  _check(is_checkpoint_name(config.checkpoint.restore),
-         f"checkpoint.restore must be latest, best or a step number, "
-         f"got {str(config.checkpoint.restore)!r}")
-
-
-def _validate_returns(config):
-  returns = config.returns
-  _check(returns.kind in RETURN_KINDS,
-         f"returns.kind must be one of {', '.join(RETURN_KINDS)}, got {returns.kind!r}")
-  _check(returns.time_penalty >= 0, f"returns.time_penalty must be >= 0, got {returns.time_penalty}")
-  _check(0.0 <= returns.negatives_ratio < 1.0,
-         f"returns.negatives_ratio must be in [0, 1), got {returns.negatives_ratio}")
-  _check(returns.negatives_ratio == 0 or config.model.use_instruction,
-         f"returns.negatives_ratio={returns.negatives_ratio} needs model.use_instruction=True "
-         "(negatives differ from positives only in their instruction)")
-  for name, component in (config.data.get("mixture") or {}).items():
-    prefix = f"data.mixture.{name}"
-    for field in ("dataset_dir", "weight", "returns_kind", "time_penalty"):
-      _check(field in component, f"{prefix} has no field {field!r}; define components with "
-             "configs/libero_rrd.py's mixture_component")
-    _check(component.weight > 0, f"{prefix}.weight must be > 0, got {component.weight}")
-    _check(component.returns_kind in RETURN_KINDS,
-           f"{prefix}.returns_kind must be one of {', '.join(RETURN_KINDS)}, "
-           f"got {component.returns_kind!r}")
-    _check(component.time_penalty >= 0,
-           f"{prefix}.time_penalty must be >= 0, got {component.time_penalty}")
 
 
 def write_run_config(path, config, extra):
   """WORKDIR/config.json: the resolved config plus run facts (dataset, vocabulary, checkpoints)."""
   record = {"config": json.loads(config.to_json_best_effort()), **extra}
-  with open(path, "w", encoding="utf-8") as f:
+  with open(path + ".tmp", "w", encoding="utf-8") as f:  # a crash never leaves it half-written
     json.dump(record, f, indent=2)
+  os.replace(path + ".tmp", path)
 
 
 def read_run_config(workdir):
@@ -97,19 +26,47 @@ def read_run_config(workdir):
   path = os.path.join(os.path.expanduser(workdir), "config.json")
   if not os.path.exists(path):
     raise UserError(f"{path} does not exist: --workdir must be the directory of a training run")
-  with open(path, encoding="utf-8") as f:
-    record = json.load(f)
-  config = ml_collections.ConfigDict(record.pop("config"))
+  try:
+    with open(path, encoding="utf-8") as f:
+      record = json.load(f)
+  except (OSError, ValueError) as e:
+    raise UserError(f"{path} cannot be read as a run's config ({e})") from None
+  config = ml_collections.ConfigDict(schema.upgrade(record.pop("config"), path))
   return config, record
 
 
-DEFAULT_CONFIG_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                   "configs", "libero_rrd.py")
+def _config_dir():
+  """configs/ of a source checkout, else the copy installed as the rrd_jax.configs package."""
+  checkout = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+  if os.path.isdir(checkout):
+    return checkout
+  spec = importlib.util.find_spec("rrd_jax.configs")
+  return list(spec.submodule_search_locations)[0] if spec else checkout
+
+
+CONFIG_DIR = _config_dir()
+DEFAULT_CONFIG_FILE = os.path.join(CONFIG_DIR, "libero_rrd.py")
+
+
+def config_file(spec):
+  """A --config value "PATH[:VARIANT]" with PATH resolved: as given when it exists, else the
+  shipped config of that name (`configs/libero_rrd.py`, `libero_rrd.py` and `libero_rrd` all
+  find it from any directory, also from an installed package)."""
+  path, colon, variant = str(spec).partition(":")
+  if not os.path.exists(path):
+    name = os.path.basename(path)
+    shipped = os.path.join(CONFIG_DIR, name if name.endswith(".py") else name + ".py")
+    if name and os.path.exists(shipped):
+      path = shipped
+  return path + colon + variant
 
 
 def apply_overrides(config, overrides):
-  """Sets {"section.field": value} entries on a ConfigDict (unknown keys raise UserError)."""
+  """Sets {"section.field": value} entries on a ConfigDict (unknown keys raise UserError; old
+  field names are set under today's)."""
+  kind = schema.run_kind(config)
   for key, value in overrides.items():
+    key = schema.upgrade_key(key, kind)
     node = config
     *parents, leaf = key.split(".")
     try:
@@ -125,7 +82,47 @@ def apply_overrides(config, overrides):
 
 def load_config(path=DEFAULT_CONFIG_FILE, variant="", overrides=None):
   """get_config(variant) of a config file, with overrides applied."""
-  spec = importlib.util.spec_from_file_location("rrd_jax_config_file", path)
+  spec = importlib.util.spec_from_file_location("rrd_jax_config_file", config_file(path))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return apply_overrides(module.get_config(variant), overrides or {})
+
+
+def _config_spec(argv):
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return DEFAULT_CONFIG_FILE
+
+
+def _kind_of_file(spec):
+  path, _, variant = config_file(spec).partition(":")
+  try:
+    return schema.run_kind(load_config(path, variant))
+  except Exception:  # pylint: disable=broad-except  (the CLI reports a bad config file itself)
+    return "reward_model"
+
+
+def resolve_config_argv(argv):
+  """argv with the value of --config (either form) resolved by `config_file`, and --config.FIELD
+  overrides under old field names renamed (one deprecation line)."""
+  out, renamed = list(argv), []
+  kind = None
+  for i, arg in enumerate(out):
+    if arg.startswith("--config="):
+      out[i] = "--config=" + config_file(arg.split("=", 1)[1])
+    elif arg == "--config" and i + 1 < len(out):
+      out[i + 1] = config_file(out[i + 1])
+    elif arg.startswith("--config."):
+      field, equals, value = arg[len("--config."):].partition("=")
+      kind = kind or _kind_of_file(_config_spec(argv))
+      new = schema.upgrade_key(field, kind)
+      if new != field:
+        out[i] = f"--config.{new}{equals}{value}"
+        renamed.append(f"{field} -> {new}")
+  if renamed:
+    print(f"note: --config overrides use old config names ({'; '.join(renamed)}); read as "
+          "today's names.", file=sys.stderr)
+  return out

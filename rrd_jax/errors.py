@@ -62,6 +62,21 @@ def _last_line(text):
   return " ".join(lines)
 
 
+def _own_flags_in_help(flag_values):
+  """absl's --help lists the flags of the module named by sys.argv[0]. Run as a console script
+  (rrd-train) that path names no module, so this tool's flags (those its rrd_jax modules define)
+  are registered under it too."""
+  program = sys.argv[0]
+  by_module = flag_values.flags_by_module_dict()
+  listed = {flag.name for flag in by_module.get(program, [])}
+  for module, module_flags in list(by_module.items()):
+    if module.startswith("rrd_jax") or module == "__main__":
+      for flag in module_flags:
+        if flag.name not in listed:
+          flag_values.register_flag_by_module(program, flag)
+          listed.add(flag.name)
+
+
 def run_app(main, positional=None):
   """absl `app.run` for our CLIs: flag errors and UserErrors print one sentence and exit 2,
   and library INFO logging (orbax, absl) is kept off the console. positional: the name of a
@@ -84,4 +99,5 @@ def run_app(main, positional=None):
       raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     return main(argv)
 
+  _own_flags_in_help(flags.FLAGS)
   app.run(cli_main(wrapped), flags_parser=parse)

@@ -22,9 +22,8 @@ import sys
 
 import jax
 
-from rrd_jax import config_utils
+from rrd_jax import config_utils, schema, train
 from rrd_jax.errors import UserError, cli_main
-from rrd_jax.rl.envs import ENV_NAMES as ONLINE_ENVS
 
 LIBERO_ENVS = ("libero-10", "libero-spatial", "libero-object", "libero-goal", "libero-90")
 LIBERO_CONFIG = "configs/libero_rrd.py"
@@ -33,7 +32,7 @@ ONLINE_ALGS = {"rrd": "rrd", "ircr": "ircr", "sac": "episodic"}  # --alg -> rewa
 # Reference flags of the full agent: --flag -> config field (set only when given).
 ONLINE_OPTIONAL = {"gamma": "sac.gamma", "polyak": "sac.polyak", "pi_lr": "sac.actor_lr",
                    "q_lr": "sac.critic_lr", "alpha_lr": "sac.alpha_lr",
-                   "alpha_init": "sac.init_alpha", "r_lr": "rrd.learning_rate"}
+                   "alpha_init": "sac.init_alpha", "r_lr": "optim.learning_rate"}
 
 
 def _bool(text):
@@ -54,7 +53,7 @@ def make_parser():
   p = _Parser(prog="python -m rrd_jax.legacy", description=__doc__,
               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--env", default="libero-10", help="LIBERO suite: " + ", ".join(LIBERO_ENVS) +
-                 "; or a task for the full agent: " + ", ".join(ONLINE_ENVS))
+                 "; or a task for the full agent: " + ", ".join(schema.ENV_NAMES))
   p.add_argument("--env_type", default=None,
                  help="LIBERO: accepted ('normal'); full agent: ep_rews (default, episodic "
                  "reward) or normal (dense reward, with --alg sac)")
@@ -96,12 +95,12 @@ def translate(args):
   if args.env not in LIBERO_ENVS:
     raise UserError(f"--env {args.env} is not supported; rrd_jax.legacy trains LIBERO reward "
                     f"models ({', '.join(LIBERO_ENVS)}) or the full agent on "
-                    f"{', '.join(ONLINE_ENVS)}")
+                    f"{', '.join(schema.ENV_NAMES)}")
   if args.alg != "rrd":
     raise UserError(f"--alg {args.alg} is not supported; only rrd")
   if not args.rrd_reward_only:
     raise UserError(f"--rrd_reward_only False (the full RRD-SAC agent) needs an --env among "
-                    f"{', '.join(ONLINE_ENVS)}; LIBERO runs train the reward model only "
+                    f"{', '.join(schema.ENV_NAMES)}; LIBERO runs train the reward model only "
                     "(--rrd_reward_only True)")
   episodes = args.rrd_batch_size // args.rrd_sample_size
   if episodes < 1:
@@ -120,8 +119,8 @@ def translate(args):
       "rrd.bias_correction": args.rrd_bias_correction,
       "rrd.loss_form": "return",
       "train.num_steps": num_steps,
-      "train.eval_every": args.cycles,  # evaluate once per epoch
-      "train.log_every": max(1, min(50, args.cycles)),
+      "eval.every_steps": args.cycles,  # evaluate once per epoch
+      "train.log_every_steps": max(1, min(50, args.cycles)),
       "checkpoint.dir": os.path.join(args.checkpoint_dir, tag),
       "checkpoint.every_steps": args.save_freq * args.cycles,
       "checkpoint.save_final": args.save_final,
@@ -131,7 +130,7 @@ def translate(args):
 
 
 def is_online(args):
-  return args.env in ONLINE_ENVS
+  return args.env in schema.ENV_NAMES
 
 
 def online_variant(env_name):
@@ -174,7 +173,6 @@ def translate_online(args):
       "reward.kind": kind,
       "rrd.sample_size": args.rrd_sample_size,
       "rrd.episodes_per_batch": episodes,
-      "rrd.bias_correction": bool(args.rrd_bias_correction),
       "sac.batch_size": args.batch_size,
       "replay.capacity": args.buffer_size,
       "train.total_env_steps": args.epochs * args.cycles * cycle_steps,
@@ -196,10 +194,9 @@ def translate_online(args):
 
 
 def load_online_config(config_spec, overrides):
-  """The config of a `translate_online` spec; the config file's path is relative to the repo."""
-  path, _, variant = config_spec.partition(":")
-  repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  return config_utils.load_config(os.path.join(repo_root, path), variant, overrides)
+  """The config of a `translate_online` spec (a shipped config file)."""
+  path, _, variant = config_utils.config_file(config_spec).partition(":")
+  return config_utils.load_config(path, variant, overrides)
 
 
 def new_style_command(workdir, overrides, config=LIBERO_CONFIG):
@@ -230,8 +227,7 @@ def main(argv=None):
     print(f"Note: {', '.join(ignored)} have no effect with --rrd_reward_only True "
           f"(the old tool also ignored them there).")
   print(f"Equivalent command:\n  {new_style_command(workdir, overrides)}", flush=True)
-  from rrd_jax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
-  return train_and_evaluate(config_utils.load_config(overrides=overrides), workdir)
+  return train.train_and_evaluate(config_utils.load_config(overrides=overrides), workdir)
 
 
 def _run_online(args):
@@ -239,8 +235,7 @@ def _run_online(args):
   if args.cuda and jax.default_backend() == "cpu":
     print("--cuda: no accelerator found; running on CPU.")
   print(f"Equivalent command:\n  {new_style_command(workdir, overrides, config_spec)}", flush=True)
-  from rrd_jax.rl import train_online  # pylint: disable=import-outside-toplevel
-  return train_online.train_and_evaluate(load_online_config(config_spec, overrides), workdir)
+  return train.train_and_evaluate(load_online_config(config_spec, overrides), workdir)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ Episode losses are averaged over the batch (optionally weighted, e.g. to mask pa
 import jax.numpy as jnp
 import numpy as np
 
-LOSS_FORMS = ("mean", "return")
+from rrd_jax.schema import LOSS_FORMS
+
 
 
 def rrd_episode_losses(pred_rewards, episode_returns, episode_lengths, *, form="mean",

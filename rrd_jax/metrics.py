@@ -1,13 +1,10 @@
-"""Metrics to metrics.jsonl and TensorBoard (clu, where tensorflow is installed), and a progress
-bar with rate and ETA."""
+"""Metrics to metrics.jsonl and TensorBoard (clu, where tensorflow is installed)."""
 
 import functools
 import json
 import math
 import os
 import sys
-
-import tqdm
 
 
 def read_rows(workdir):
@@ -76,8 +73,3 @@ class MetricsLogger:
       if self._writer is not None:
         self._writer.close()
 
-
-def progress_bar(total, description, initial=0, enabled=True):
-  """tqdm on an interactive terminal (rate and ETA); silent elsewhere (logs carry the progress)."""
-  return tqdm.tqdm(total=total, initial=initial, desc=description, dynamic_ncols=True,
-                   disable=not (enabled and sys.stderr.isatty()), unit="step")

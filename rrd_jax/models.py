@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-MODEL_KINDS = ("pixel", "mlp")
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-MIN_PIXEL_IMAGE_SIZE = 36  # smallest input the VALID-padded conv trunk maps to >= 1x1
+from rrd_jax.schema import MODEL_KINDS
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # schema.DTYPE_NAMES
 
 
 def normalize_image(image, dtype):
@@ -153,19 +153,6 @@ class RewardNet(nn.Module):
         x = x * (1.0 + scale) + shift
       x = nn.relu(x)
     return nn.Dense(1, dtype=self.dtype)(x)[..., 0].astype(jnp.float32)
-
-
-def model_input_keys(model_config):
-  keys = ["state", "next_state", "action"]
-  if model_config.kind == "pixel":
-    keys.append("image")
-    if model_config.frame_diff:
-      keys.append("next_image")
-    if model_config.use_wrist:
-      keys.append("wrist_image")
-  if model_config.use_instruction:
-    keys.append("instruction_id")
-  return keys
 
 
 def build_model(model_config, num_instructions=1):

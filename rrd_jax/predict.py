@@ -22,26 +22,12 @@ import jax
 import numpy as np
 from absl import flags
 
-from rrd_jax import checkpoint, config_utils, evaluation, models, parallel, plots
+from rrd_jax import config_utils, evaluation, parallel, plots, reward_setup, schema
 from rrd_jax import step as step_lib
 from rrd_jax.data import pipeline, returns, source
 from rrd_jax.errors import UserError, run_app
-from rrd_jax.metrics import progress_bar
-
-
-def load_reward_model(workdir, loader, vocab, config, checkpoint_dir, mesh, which="latest"):
-  """TrainState restored from one of the run's checkpoints ("latest", "best" or a step)."""
-  model = models.build_model(config.model, num_instructions=len(vocab))
-  input_keys = models.model_input_keys(config.model)
-  example = next(pipeline.episode_steps_dataset(loader, [0], batch_size=1).as_numpy_iterator())
-  state = step_lib.create_train_state(model, config.optim, {k: example[k] for k in input_keys},
-                                      jax.random.PRNGKey(0))
-  if not os.path.isdir(checkpoint_dir):
-    raise UserError(f"run {workdir} has no checkpoint directory {checkpoint_dir}")
-  restored = checkpoint.restore(checkpoint_dir, state, which)
-  if restored is None:
-    raise UserError(f"no {which} checkpoint found in {checkpoint_dir}")
-  return model, input_keys, jax.device_put(restored[0], parallel.replicated(mesh))
+from rrd_jax.inputs import ModelInputs
+from rrd_jax.progress import progress_bar
 
 
 def write_predictions(out_dir, index, predicted, true, true_returns):
@@ -117,8 +103,8 @@ class RunPredictor:
 
   def __init__(self, workdir, dataset_dir="", batch_size=0, checkpoint_name=""):
     config, facts = config_utils.read_run_config(workdir)
-    self.which = str(checkpoint_name or config.checkpoint.get("restore", "latest"))
-    if not checkpoint.is_checkpoint_name(self.which):
+    self.which = str(checkpoint_name or "latest")
+    if not schema.is_checkpoint_name(self.which):
       raise UserError(f"--checkpoint must be latest, best or a step number, got {self.which!r}")
     self.workdir = os.path.abspath(workdir)
     self.dataset_dir, offset = _dataset_and_offset(workdir, config, facts, dataset_dir)
@@ -127,16 +113,22 @@ class RunPredictor:
     targets = returns.episode_targets(self.index.returns, self.index.lengths,
                                       np.full(len(self.index), offset, np.float32))
     self.loader = pipeline.EpisodeLoader(self.builder, self.index, keys,
-                                         pipeline.Inputs.from_config(config),
+                                         ModelInputs.from_config(config),
                                          instruction_vocab=vocab, targets=targets)
     self.mesh = parallel.make_mesh()
     self.batch_size = batch_size or config.train.predict_batch_size
     if self.batch_size % self.mesh.devices.size:
       raise UserError(f"--batch_size {self.batch_size} must be a multiple of the device count "
                       f"({self.mesh.devices.size})")
-    model, input_keys, self.state = load_reward_model(workdir, self.loader, vocab, config,
-                                                      facts["checkpoint_dir"], self.mesh, self.which)
-    self.predict_fn = step_lib.make_predict_fn(model.apply, input_keys, self.mesh)
+    trained = facts.get("input_sizes")
+    sizes = reward_setup.input_sizes(self.builder, keys)
+    if trained and sizes != (trained["state"], trained["action"]):
+      raise UserError(f"dataset {self.dataset_dir} has state/action sizes {sizes}, but run "
+                      f"{workdir} was trained on ({trained['state']}, {trained['action']})")
+    self.state, _ = reward_setup.restore_run_state(workdir, self.which,
+                                                   sharding=parallel.replicated(self.mesh))
+    self.predict_fn = step_lib.make_predict_fn(self.state.apply_fn, self.loader.inputs.keys,
+                                               self.mesh)
     self.step = int(jax.device_get(self.state.step))
 
   def predict(self, episode_ids, progress=None):
@@ -162,8 +154,7 @@ def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, checkpoint_n
   index = predictor.index
   log(f"Predicting {int(index.lengths.sum())} steps of {len(index)} episodes of "
       f"{predictor.dataset_dir} with the step-{predictor.step} checkpoint of {workdir}.")
-  bar = progress_bar(int(index.lengths.sum()), "predict")
-  bar.unit = "frame"
+  bar = progress_bar(int(index.lengths.sum()), "predict", unit="frame")
   predicted, true = predictor.predict(np.arange(len(index)), progress=bar)
   bar.close()
   true_returns = predictor.loader.targets.returns
@@ -182,20 +173,16 @@ def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, checkpoint_n
 
 def define_run_flags(out_help):
   """Flags shared by the tools that apply a trained run to a dataset (predict, relabel)."""
-  owner = {"module_name": sys.argv[0]}  # list them in the running tool's --help
   return {
-      "workdir": flags.DEFINE_string("workdir", None, "Training run directory (holds config.json).",
-                                     **owner),
+      "workdir": flags.DEFINE_string("workdir", None, "Training run directory (holds config.json)."),
       "dataset_dir": flags.DEFINE_string("dataset_dir", "",
-                                         "RLDS dataset; default: the run's training dataset.",
-                                         **owner),
-      "out": flags.DEFINE_string("out", None, out_help, **owner),
+                                         "RLDS dataset; default: the run's training dataset."),
+      "out": flags.DEFINE_string("out", None, out_help),
       "batch_size": flags.DEFINE_integer(
-          "batch_size", 0, "Steps per forward pass; 0 = the run's train.predict_batch_size.",
-          **owner),
+          "batch_size", 0, "Steps per forward pass; 0 = the run's train.predict_batch_size."),
       "checkpoint": flags.DEFINE_string(
-          "checkpoint", "", "latest, best or a step number; default: the run's checkpoint.restore.",
-          **owner),
+          "checkpoint", "latest", "Which checkpoint: latest, best (lowest held-out eval/loss) or a "
+          "step number."),
   }
 
 

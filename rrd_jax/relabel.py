@@ -23,7 +23,7 @@ from absl import flags
 from rrd_jax import predict
 from rrd_jax.data import rlds
 from rrd_jax.errors import UserError, run_app
-from rrd_jax.metrics import progress_bar
+from rrd_jax.progress import progress_bar
 from rrd_jax.predict import RunPredictor
 
 LEARNED_REWARD = "learned_reward"
@@ -99,8 +99,7 @@ def relabel_dataset(workdir, dataset_dir, out_dir, replace_reward=False, batch_s
   features = relabeled_features(builder.info.features, reward_key)
   log(f"{'Resuming' if resumed else 'Writing'} {out_dir}: {len(index.shard_paths)} shards, "
       f"{len(index)} episodes, learned reward from step {predictor.step} of {workdir}.")
-  bar = progress_bar(len(index), "relabel")
-  bar.unit = "episode"
+  bar = progress_bar(len(index), "relabel", unit="episode")
   for shard_id, shard_path in enumerate(index.shard_paths):
     episode_ids = np.flatnonzero(index.shard_ids == shard_id)
     target = os.path.join(out_dir, os.path.basename(shard_path))

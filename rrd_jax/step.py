@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from rrd_jax import losses
-from rrd_jax import parallel
+from rrd_jax import losses, models, parallel
+from rrd_jax.inputs import ModelInputs
 
 
 class TrainState(train_state.TrainState):
@@ -24,10 +24,23 @@ def make_optimizer(optim_config):
   return optax.chain(*chain)
 
 
-def create_train_state(model, optim_config, example_inputs, rng):
-  """Initialises params from one example step batch (dict of [N, ...] arrays)."""
-  params = jax.jit(model.init)(rng, example_inputs)
-  return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(optim_config))
+def create_train_state(config, num_instructions, state_size, action_size, *, rng=None,
+                       sharding=None):
+  """A reward model's TrainState for config.model / config.optim, initialised inside jit from the
+  inputs' shapes alone (jax.eval_shape, then jit with out_shardings: no data batch needed) and
+  placed by `sharding` (default: this process's first device). rng: default PRNGKey(config.seed)."""
+  model = models.build_model(config.model, num_instructions=num_instructions)
+  specs = ModelInputs.from_config(config).specs(state_size, action_size)
+  tx = make_optimizer(config.optim)
+
+  def init(key):
+    example = {k: jnp.zeros(s.shape, s.dtype) for k, s in specs.items()}
+    return TrainState.create(apply_fn=model.apply, params=model.init(key, example), tx=tx)
+
+  rng = jax.random.PRNGKey(config.seed) if rng is None else rng
+  abstract = jax.eval_shape(init, rng)
+  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.jit(init, out_shardings=jax.tree.map(lambda _: sharding, abstract))(rng)
 
 
 def predict_sampled(apply_fn, params, inputs):

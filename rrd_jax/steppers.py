@@ -8,6 +8,7 @@ import jax
 from rrd_jax import parallel
 from rrd_jax import step as step_lib
 from rrd_jax.data import cache, pipeline
+from rrd_jax.data.sampling import SamplerOptions
 from rrd_jax.errors import UserError
 
 
@@ -43,32 +44,31 @@ class DeviceStepper:
     return state, metrics, max_steps, 0.0
 
 
-def make_stepper(config, loader, train_ids, mesh, input_keys, sampler_kwargs, start_step,
-                 process_args, log=print):
-  """The stepper for config.data.cache ("none", "host" or "device")."""
-  kind = config.data.cache
+def make_stepper(config, data, mesh, start_step, log=print):
+  """The stepper for config.data.cache ("none", "host" or "device") over data.train_ids
+  (reward_setup.TrainingData), from `start_step` to train.num_steps."""
+  kind, loader, train_ids = config.data.cache, data.loader, data.train_ids
   num_steps = max(0, config.train.num_steps - start_step)
-  negative_return = config.returns.negative_return
+  options = SamplerOptions.from_config(config, config.seed)
+  input_keys = loader.inputs.keys
   if kind == "none":
     batches = pipeline.train_dataset(
-        loader, train_ids, sampler_kwargs=sampler_kwargs, start_step=start_step,
-        num_steps=num_steps, num_parallel_calls=config.data.num_parallel_calls,
-        negative_return=negative_return, **process_args).as_numpy_iterator()
+        loader, train_ids, options, start_step=start_step, num_steps=num_steps,
+        num_parallel_calls=config.data.num_parallel_calls, process_index=jax.process_index(),
+        process_count=jax.process_count()).as_numpy_iterator()
     return BatchStepper(batches, step_lib.make_train_step(input_keys, config.rrd, mesh), mesh)
-  if process_args["process_count"] > 1:
+  if jax.process_count() > 1:
     raise UserError(f"data.cache={kind} supports single-process jobs; use data.cache=none with "
-                    f"{process_args['process_count']} processes")
+                    f"{jax.process_count()} processes")
   log(f"Caching the {len(train_ids)} training episodes' frames in {kind} memory "
       f"({cache.table_bytes(loader, train_ids) / 2**30:.2f} GiB) ...")
   table = cache.build_table(loader, train_ids)
   component_ids = loader.component_ids[train_ids]
   if kind == "host":
-    host = cache.HostCache(table, loader.inputs, sampler_kwargs=sampler_kwargs,
-                           component_ids=component_ids, negative_return=negative_return)
+    host = cache.HostCache(table, loader.inputs, options, component_ids=component_ids)
     return BatchStepper(host.batches(start_step, num_steps),
                         step_lib.make_train_step(input_keys, config.rrd, mesh), mesh)
-  device_cache = cache.DeviceCache(table, loader.inputs, sampler_kwargs=sampler_kwargs,
-                                   component_ids=component_ids, negative_return=negative_return,
+  device_cache = cache.DeviceCache(table, loader.inputs, options, component_ids=component_ids,
                                    sharding=parallel.replicated(mesh))
   return DeviceStepper(device_cache,
                        step_lib.make_cached_train_fn(input_keys, config.rrd, mesh, device_cache))

@@ -14,7 +14,9 @@ import sys
 
 import pytest
 
-from conftest import tiny_config
+from tests.helpers import tiny_config
+
+pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "not slow" skips them)
 
 # TensorFlow / absl C++ logging that may precede our message on stderr; not part of the message.
 NOISE_PREFIXES = ("I0000", "W0000", "E0000", "WARNING: All log messages")
@@ -23,8 +25,8 @@ NOISE_PREFIXES = ("I0000", "W0000", "E0000", "WARNING: All log messages")
 TINY_FLAGS = [
     "--config.data.image_size=40", "--config.rrd.sample_size=4",
     "--config.rrd.episodes_per_batch=4", "--config.model.hidden_sizes=(32,32)",
-    "--config.train.num_steps=2", "--config.train.eval_every=2", "--config.train.log_every=1",
-    "--config.train.eval_batches=1", "--config.train.eval_episodes=2",
+    "--config.train.num_steps=2", "--config.eval.every_steps=2", "--config.train.log_every_steps=1",
+    "--config.eval.batches=1", "--config.eval.episodes=2",
     "--config.train.predict_batch_size=16", "--config.data.eval_fraction=0.25",
 ]
 
@@ -149,8 +151,8 @@ def cli(tiny_dataset_dir, repo_root, tmp_path_factory):
   e.run_dir = os.path.join(e.tmp, "run")
   e.preds_dir = os.path.join(e.tmp, "preds")
   train.train_and_evaluate(
-      tiny_config(e.dataset_dir, **{"train.num_steps": 2, "train.eval_every": 2,
-                                    "train.eval_episodes": 2}), e.run_dir, log=lambda *_: None)
+      tiny_config(e.dataset_dir, **{"train.num_steps": 2, "eval.every_steps": 2,
+                                    "eval.episodes": 2}), e.run_dir, log=lambda *_: None)
   predict.predict_dataset(e.run_dir, e.preds_dir, log=lambda *_: None)
   e.before = {"run": snapshot(e.run_dir), "preds": snapshot(e.preds_dir)}
 

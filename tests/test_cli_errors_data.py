@@ -23,7 +23,9 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from rrd_jax.data import embedded, rlds
-from test_cli_errors import TINY_FLAGS, assert_one_sentence_error, snapshot
+from tests.test_cli_errors import TINY_FLAGS, assert_one_sentence_error, snapshot
+
+pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "not slow" skips them)
 
 SMALL = embedded.EmbeddedParams(num_episodes=10, min_length=4, max_length=7, image_size=16,
                                 seed=3, num_shards=2)

@@ -12,11 +12,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-import libero_hdf5
 from rrd_jax.data import convert_libero_hdf5 as convert_lib
 from rrd_jax.data import embedded, rlds
 from rrd_jax.errors import UserError
-from test_cli_errors import message_lines, snapshot
+from tests import libero_hdf5
+from tests.test_cli_errors import message_lines, snapshot
 
 SIZE = 16
 # (file, demo number) of every converted episode, in dataset order (demo_5 has 1 step: skipped).
@@ -258,6 +258,7 @@ def test_failure_while_writing_leaves_nothing(tmp_path, demo_dir, monkeypatch):
   assert not out.exists()  # the directories it made are removed again
 
 
+@pytest.mark.slow
 def test_cli(tmp_path, repo_root, converted, demo_dir):
   bad = _bad_file(tmp_path, "missing_key")
   existing_root = os.path.dirname(os.path.dirname(converted[0]))

@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-import libero_hdf5
 from rrd_jax import inspect as inspect_lib
 from rrd_jax.data import convert_libero_hdf5, rlds
 from rrd_jax.errors import UserError
-from test_cli_errors import message_lines
+from tests import libero_hdf5
+from tests.test_cli_errors import message_lines
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,7 @@ def test_bad_input_is_refused(demo_dataset, tmp_path):
   assert not os.path.exists(tmp_path / "no_dir")
 
 
+@pytest.mark.slow
 def test_cli(demo_dataset, tmp_path, repo_root):
   plot = str(tmp_path / "hist.png")
   cases = {

@@ -6,9 +6,11 @@ import os
 
 import pytest
 
-from conftest import tiny_config
 from rrd_jax import train
 from rrd_jax.data import embedded
+from tests.helpers import tiny_config
+
+pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "not slow" skips them)
 
 LEARNING = embedded.EmbeddedParams(num_episodes=1500, min_length=12, max_length=30, image_size=40,
                                    seed=3, num_shards=4)
@@ -27,8 +29,8 @@ def test_learned_reward_tracks_true_reward_on_held_out_episodes(learning_dataset
   config = tiny_config(learning_dataset_dir, **{
       "data.cache": cache,
       "rrd.sample_size": 8, "rrd.episodes_per_batch": 16, "model.hidden_sizes": (256, 256),
-      "train.num_steps": 800, "train.log_every": 50, "train.eval_every": 400,
-      "train.eval_episodes": 150, "train.eval_batches": 2, "train.predict_batch_size": 256,
+      "train.num_steps": 800, "train.log_every_steps": 50, "eval.every_steps": 400,
+      "eval.episodes": 150, "eval.batches": 2, "train.predict_batch_size": 256,
       "data.eval_fraction": 0.1})
   results = train.train_and_evaluate(config, workdir, log=lambda *_: None)
 

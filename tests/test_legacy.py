@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from rrd_jax import config_utils, legacy
+from rrd_jax import config_utils, legacy, schema
 from rrd_jax.errors import UserError
 
 # The seed command of shared/docs/RRD_REFERENCE.md (scripts/train.py flags), dataset path aside.
@@ -60,7 +60,7 @@ def test_seed_command_mapping():
   assert config.checkpoint.every_steps == 2 * 50  # --save_freq is in epochs
   assert config.checkpoint.dir == os.path.join("log/checkpoints", "pretrain_RRD_Libero10")
   assert config.checkpoint.save_final is True
-  config_utils.validate(config)
+  schema.validate(config)
 
 
 def test_seed_command_matches_seed_variant():
@@ -100,7 +100,7 @@ def test_defaults_without_tag():
   assert workdir == os.path.join("log", "rrd-libero-10")
   assert overrides["checkpoint.dir"] == os.path.join("log/checkpoints", "rrd-libero-10")
   assert overrides["checkpoint.every_steps"] == 0  # --save_freq 0: no periodic checkpoints
-  config_utils.validate(config_utils.load_config(overrides=overrides))
+  schema.validate(config_utils.load_config(overrides=overrides))
 
 
 def _typed(text, default):
@@ -204,6 +204,7 @@ def legacy_run(tiny_dataset_dir, repo_root, tmp_path_factory):
   return cwd, argv, env, result
 
 
+@pytest.mark.slow
 def test_legacy_run_succeeds_and_prints_equivalent_command(legacy_run):
   import jax  # pylint: disable=import-outside-toplevel
 
@@ -246,6 +247,7 @@ def test_legacy_run_checkpoints(legacy_run):
   assert not os.path.exists(os.path.join(cwd, "log", "t1", "checkpoints"))
 
 
+@pytest.mark.slow
 def test_predict_on_legacy_run(legacy_run):
   cwd, _, env, _ = legacy_run
   result = subprocess.run(

@@ -11,17 +11,19 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
-from conftest import ROOT
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "not slow" skips them)
 
 SCRIPT = textwrap.dedent("""
-    import json, sys
-    sys.path.insert(0, {tests!r})
+    import json
     import jax
-    from conftest import tiny_config
+    from tests.helpers import tiny_config
     from rrd_jax import train
     config = tiny_config({dataset!r}, **{{"rrd.episodes_per_batch": 8, "train.num_steps": 6,
-                                         "train.log_every": 1, "train.predict_batch_size": 16,
+                                         "train.log_every_steps": 1, "train.predict_batch_size": 16,
                                          "mesh.data": {mesh_data}}})
     results = train.train_and_evaluate(config, {workdir!r}, log=lambda *_: None)
     with open({workdir!r} + "/config.json") as f:
@@ -34,7 +36,7 @@ SCRIPT = textwrap.dedent("""
 def run_training(dataset_dir, workdir, devices, mesh_data=-1):
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
              PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
-  script = SCRIPT.format(tests=os.path.join(ROOT, "tests"), dataset=dataset_dir, workdir=workdir,
+  script = SCRIPT.format(dataset=dataset_dir, workdir=workdir,
                          mesh_data=mesh_data)
   done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True,
                         text=True, timeout=600, check=False)

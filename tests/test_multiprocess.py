@@ -11,16 +11,19 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
-from conftest import ROOT, restore_run_state, tiny_config
-from rrd_jax import train
+from rrd_jax import reward_setup, train
+from tests.helpers import ROOT, tiny_config
 
-OVERRIDES = {"train.num_steps": 6, "train.log_every": 1, "train.eval_every": 3,
+pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "not slow" skips them)
+
+OVERRIDES = {"train.num_steps": 6, "train.log_every_steps": 1, "eval.every_steps": 3,
              "checkpoint.every_steps": 2}
 FLAGS = ["--config.data.image_size=40", "--config.rrd.sample_size=4",
          "--config.rrd.episodes_per_batch=4", "--config.model.hidden_sizes=(32,32)",
-         "--config.train.num_steps=6", "--config.train.log_every=1", "--config.train.eval_every=3",
-         "--config.train.eval_batches=1", "--config.train.eval_episodes=4",
+         "--config.train.num_steps=6", "--config.train.log_every_steps=1", "--config.eval.every_steps=3",
+         "--config.eval.batches=1", "--config.eval.episodes=4",
          "--config.train.predict_batch_size=16", "--config.data.eval_fraction=0.25",
          "--config.checkpoint.every_steps=2"]
 
@@ -63,7 +66,7 @@ def test_two_processes_match_one(tiny_dataset_dir, tmp_path):
   np.testing.assert_allclose(losses(rows_two, "eval/loss"), losses(rows_one, "eval/loss"),
                              rtol=1e-4, atol=1e-7)
   # The checkpoint written by two processes restores in this single process.
-  restored_two, restored_one = restore_run_state(two)[0], restore_run_state(one)[0]
+  restored_two, restored_one = reward_setup.restore_run_state(two)[0], reward_setup.restore_run_state(one)[0]
   assert int(restored_two.step) == 6
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                restored_two.params, restored_one.params)

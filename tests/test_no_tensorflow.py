@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 # Hides tensorflow, tensorflow_datasets and clu (and their submodules) as if not installed (import
 # raises ModuleNotFoundError, importlib.util.find_spec returns None, as etils probes), then runs
 # `python -m rrd_jax.train ARGS...`.
@@ -41,6 +43,7 @@ def _python(repo_root, args, timeout):
                         text=True, timeout=timeout, check=False)
 
 
+@pytest.mark.slow
 def test_online_run_without_tensorflow(repo_root, tmp_path):
   workdir = str(tmp_path / "run")
   result = _python(repo_root, ["-c", RUN_WITHOUT_TENSORFLOW, *TINY_PENDULUM,
@@ -58,7 +61,7 @@ def test_online_run_without_tensorflow(repo_root, tmp_path):
 
 
 def test_online_modules_do_not_import_tensorflow(repo_root):
-  script = ("import sys; import rrd_jax.train, rrd_jax.rl.train_online; "
+  script = ("import sys; import rrd_jax.train, rrd_jax.rl.agent_loop; "
             "print(sorted(m for m in ('tensorflow', 'tensorflow_datasets', 'clu') "
             "if m in sys.modules))")
   result = _python(repo_root, ["-c", script], timeout=60)

@@ -4,8 +4,12 @@ import glob
 import json
 import os
 
-from conftest import tiny_config
+import pytest
+
 from rrd_jax import train
+from tests.helpers import tiny_config
+
+pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "not slow" skips them)
 
 
 def test_profile_flag_writes_a_trace_and_timings_are_logged(tiny_dataset_dir, tmp_path):
@@ -16,9 +20,17 @@ def test_profile_flag_writes_a_trace_and_timings_are_logged(tiny_dataset_dir, tm
   assert len(traces) == 1 and os.path.getsize(traces[0]) > 0
   with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
     rows = [json.loads(line) for line in f if "train/loss" in line]
+  assert [row["step"] for row in rows] == [2, 4, 6]
   for row in rows:
-    assert row["train/data_wait_s_per_step"] >= 0 and row["train/compute_s_per_step"] >= 0
-    assert 0 <= row["train/data_wait_fraction"] <= 1
+    wait, compute = row["train/data_wait_s_per_step"], row["train/compute_s_per_step"]
+    rate, fraction = row["train/steps_per_s"], row["train/data_wait_fraction"]
+    # Both are timed (the streaming path waits on tf.data every step), so strictly positive.
+    assert wait > 0 and compute > 0 and rate > 0, row
+    # They partition the wall time between two logs: wait + compute = elapsed / steps, and the
+    # fraction is the wait's share of it (reward_loop._Interval.scalars).
+    assert wait + compute == pytest.approx(1 / rate, rel=1e-9), row
+    assert fraction == pytest.approx(wait * rate, rel=1e-9), row
+    assert 0 < fraction < 1, row
 
 
 def test_no_trace_by_default(tiny_dataset_dir, tmp_path):

@@ -8,9 +8,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from conftest import tiny_config
 from rrd_jax import predict, relabel, train
 from rrd_jax.errors import UserError
+from tests.helpers import tiny_config
+
+pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "not slow" skips them)
 
 
 @pytest.fixture(scope="module")

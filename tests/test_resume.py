@@ -14,12 +14,14 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, restore_run_state, tiny_config
-from rrd_jax import checkpoint, config_utils, train
+from rrd_jax import checkpoint, config_utils, reward_setup, train
 from rrd_jax.errors import Interrupted
+from tests.helpers import ROOT, tiny_config
+
+pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "not slow" skips them)
 
 NUM_STEPS = 40
-OVERRIDES = {"train.num_steps": NUM_STEPS, "train.log_every": 1, "train.eval_every": 8,
+OVERRIDES = {"train.num_steps": NUM_STEPS, "train.log_every_steps": 1, "eval.every_steps": 8,
              "checkpoint.every_steps": 1, "checkpoint.keep": 2}
 
 
@@ -27,7 +29,7 @@ def cli_flags(dataset_dir):
   config = tiny_config(dataset_dir, **OVERRIDES)
   flat = {"data.dataset_dir": dataset_dir, "data.image_size": 40, "data.eval_fraction": 0.25,
           "rrd.sample_size": 4, "rrd.episodes_per_batch": 4, "model.hidden_sizes": "(32,32)",
-          "train.eval_batches": 1, "train.eval_episodes": 4, "train.predict_batch_size": 16,
+          "eval.batches": 1, "eval.episodes": 4, "train.predict_batch_size": 16,
           **OVERRIDES}
   # The CLI run must resolve to exactly the in-process reference config.
   assert config_utils.load_config(overrides={k: (config.model.hidden_sizes if k == "model.hidden_sizes"
@@ -107,8 +109,8 @@ def test_kill_9_or_sigterm_then_resume_gives_identical_params(reference, tiny_da
   assert "Resuming the run" in output
   assert not os.path.exists(torn)
 
-  final, _ = restore_run_state(workdir)
-  expected, _ = restore_run_state(reference)
+  final, _ = reward_setup.restore_run_state(workdir)
+  expected, _ = reward_setup.restore_run_state(reference)
   assert int(final.step) == int(expected.step) == NUM_STEPS
   jax.tree.map(np.testing.assert_array_equal, final.params, expected.params)
   jax.tree.map(np.testing.assert_array_equal, final.opt_state, expected.opt_state)
@@ -132,8 +134,8 @@ def test_sigterm_saves_at_the_step_reached_without_a_periodic_save(reference, ti
   assert stopped.value.exit_code == 143
   assert checkpoint.available_steps(os.path.join(workdir, "checkpoints"), "latest") == [5]
   train.train_and_evaluate(config, workdir, log=lambda *_: None)
-  final, _ = restore_run_state(workdir)
-  expected, _ = restore_run_state(reference)
+  final, _ = reward_setup.restore_run_state(workdir)
+  expected, _ = reward_setup.restore_run_state(reference)
   jax.tree.map(np.testing.assert_array_equal, final.params, expected.params)
 
 
@@ -144,12 +146,12 @@ def test_keep_last_n_and_best(reference):
   assert sorted(evals) == [8, 16, 24, 32, 40]
   best_step = min(evals, key=evals.get)
   assert checkpoint.available_steps(os.path.join(reference, "checkpoints"), "best") == [best_step]
-  state, meta = restore_run_state(reference, "best")
+  state, meta = reward_setup.restore_run_state(reference, "best")
   assert int(state.step) == best_step
   assert meta["sampler"]["next_step"] == best_step
   assert meta["config"]["train"]["num_steps"] == NUM_STEPS
   # The best checkpoint is a different model from the latest one unless the last eval was best.
-  latest, _ = restore_run_state(reference, "latest")
+  latest, _ = reward_setup.restore_run_state(reference, "latest")
   same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.params),
                                                    jax.tree.leaves(latest.params)))
   assert same == (best_step == NUM_STEPS)
@@ -165,7 +167,7 @@ def test_rerunning_a_finished_run_changes_nothing(reference, tiny_dataset_dir):
 
 def test_overwrite_moves_the_old_run_aside(tiny_dataset_dir, tmp_path):
   workdir = str(tmp_path / "w")
-  small = {"train.num_steps": 2, "train.eval_every": 2}
+  small = {"train.num_steps": 2, "eval.every_steps": 2}
   train.train_and_evaluate(tiny_config(tiny_dataset_dir, **small), workdir, log=lambda *_: None)
   with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
     old_metrics = f.read()

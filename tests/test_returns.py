@@ -6,11 +6,12 @@ import os
 import numpy as np
 import pytest
 
-from conftest import tiny_config
 from rrd_jax import evaluation
 from rrd_jax.data import embedded, pipeline, returns, rlds, source
-from rrd_jax.data.sampling import RRDSampler, episode_probabilities
+from rrd_jax.data.sampling import RRDSampler, SamplerOptions, episode_probabilities
+from rrd_jax.inputs import ModelInputs
 from rrd_jax.errors import UserError
+from tests.helpers import tiny_config
 
 INSTRUCTED = embedded.EmbeddedParams(num_episodes=12, min_length=4, max_length=16, image_size=40,
                                      num_shards=2, task="instructed", success_rate=1.0)
@@ -66,9 +67,9 @@ def test_mismatched_instructions_never_own_and_uniform():
 def test_negatives_leave_the_plan_unchanged_and_hit_the_ratio():
   lengths = np.array([5, 9, 12, 30, 7, 8])
   instructions = np.array([1, 1, 2, 2, 3, 3])
-  kwargs = dict(episodes_per_batch=16, sample_size=4, seed=3)
-  plain = RRDSampler(lengths, **kwargs)
-  relabel = RRDSampler(lengths, negatives_ratio=0.25, instruction_ids=instructions, **kwargs)
+  options = SamplerOptions(episodes_per_batch=16, sample_size=4, seed=3)
+  plain = RRDSampler(lengths, options)
+  relabel = RRDSampler(lengths, options.replace(negatives_ratio=0.25), instruction_ids=instructions)
   negatives = 0
   for step in range(300):
     a, b = plain.plan(step), relabel.plan(step)
@@ -81,7 +82,7 @@ def test_negatives_leave_the_plan_unchanged_and_hit_the_ratio():
   assert negatives / (300 * 16) == pytest.approx(0.25, abs=0.02)
   assert plain.plan(0).negative is None
   with pytest.raises(ValueError):
-    RRDSampler(lengths, negatives_ratio=0.5, instruction_ids=np.ones(6, int), **kwargs)
+    RRDSampler(lengths, options.replace(negatives_ratio=0.5), instruction_ids=np.ones(6, int))
 
 
 def _reference_mixture_probabilities(lengths, components, weights, weighting):
@@ -109,8 +110,8 @@ def test_mixture_probabilities_match_reference(weighting):
 def test_mixture_sampling_ratios():
   lengths = np.array([50, 60, 70, 5, 6])  # the small component has far fewer steps
   components = np.array([0, 0, 0, 1, 1])
-  sampler = RRDSampler(lengths, episodes_per_batch=32, sample_size=2, seed=0,
-                       component_ids=components, component_weights=[0.3, 0.7])
+  sampler = RRDSampler(lengths, SamplerOptions(32, 2, seed=0, component_weights=(0.3, 0.7)),
+                       component_ids=components)
   drawn = np.concatenate([sampler.plan(s).episode_ids for s in range(400)])
   share = np.mean(components[drawn] == 1)
   assert share == pytest.approx(0.7, abs=0.02)  # by weight, not by the components' sizes
@@ -127,14 +128,13 @@ def _loader(dataset_dir, offset=0.0, vocab_from=None):
   vocab = source.instruction_vocabulary(vocab_from or index.instructions)
   targets = returns.episode_targets(index.returns, index.lengths,
                                     np.full(len(index), offset, np.float32))
-  return pipeline.EpisodeLoader(builder, index, rlds.FeatureKeys(), pipeline.Inputs(image=False),
+  return pipeline.EpisodeLoader(builder, index, rlds.FeatureKeys(), ModelInputs(image=False),
                                 instruction_vocab=vocab, targets=targets), index
 
 
 def test_time_penalty_in_batches(demos_dir):
   loader, index = _loader(demos_dir, offset=-0.05)
-  sampler_kwargs = dict(episodes_per_batch=4, sample_size=3, seed=0)
-  batches = list(pipeline.train_dataset(loader, np.arange(len(index)), sampler_kwargs=sampler_kwargs,
+  batches = list(pipeline.train_dataset(loader, np.arange(len(index)), SamplerOptions(4, 3, seed=0),
                                         num_steps=5).as_numpy_iterator())
   for batch in batches:
     e = batch["episode_id"]
@@ -148,12 +148,11 @@ def test_time_penalty_in_batches(demos_dir):
 def test_negatives_in_batches(demos_dir):
   loader, index = _loader(demos_dir)
   ids = np.arange(len(index))
-  common = dict(episodes_per_batch=8, sample_size=3, seed=0)
-  plain = list(pipeline.train_dataset(loader, ids, sampler_kwargs=common,
-                                      num_steps=6).as_numpy_iterator())
+  common = SamplerOptions(episodes_per_batch=8, sample_size=3, seed=0)
+  plain = list(pipeline.train_dataset(loader, ids, common, num_steps=6).as_numpy_iterator())
   relabelled = list(pipeline.train_dataset(
-      loader, ids, sampler_kwargs=dict(common, negatives_ratio=0.5), num_steps=6,
-      negative_return=-0.5).as_numpy_iterator())
+      loader, ids, common.replace(negatives_ratio=0.5, negative_return=-0.5),
+      num_steps=6).as_numpy_iterator())
   seen = 0
   for a, b in zip(plain, relabelled):
     np.testing.assert_array_equal(a["episode_id"], b["episode_id"])
@@ -227,10 +226,11 @@ def test_roc_auc_matches_pairwise_definition():
 # ---------------------------------------------------------------------------------------------
 # Training with negatives reports the instruction AUC; a mixture run's predictions
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_training_with_negatives_and_mixture_reports_aucs(demos_dir, rollouts_dir, tmp_path):
   from rrd_jax import predict, train  # pylint: disable=import-outside-toplevel
   config = _mixture_config(demos_dir, rollouts_dir, **{
-      "model.use_instruction": True, "returns.negatives_ratio": 0.5, "train.eval_episodes": 8,
+      "model.use_instruction": True, "returns.negatives_ratio": 0.5, "eval.episodes": 8,
       "data.eval_fraction": 0.4})
   workdir = str(tmp_path / "run")
   results = train.train_and_evaluate(config, workdir, log=lambda *_: None)

@@ -7,9 +7,8 @@ import sys
 
 import pytest
 
-from rrd_jax import legacy
+from rrd_jax import legacy, schema
 from rrd_jax.errors import UserError
-from rrd_jax.rl import train_online
 
 REFERENCE_ARGS = ["--env", "Hopper-v5", "--alg", "rrd", "--basis_alg", "sac", "--tag", "hop",
                   "--epochs", "3", "--cycles", "100", "--iterations", "100", "--timesteps", "100"]
@@ -36,7 +35,7 @@ def test_reference_schedule_maps_to_env_steps(repo_root, monkeypatch):
   assert config.rrd.sample_size == 64 and config.rrd.episodes_per_batch == 4  # 256 // 64
   assert config.rrd.loss_form == "mean" and config.sac.batch_size == 256
   assert config.replay.capacity == 1_000_000 and config.train.warmup_steps == 10_000
-  train_online.validate(config)
+  schema.validate_agent(config)
 
 
 @pytest.mark.parametrize("extra,kind", [
@@ -60,7 +59,7 @@ def test_reference_flags_and_checkpoints(repo_root, monkeypatch):
   assert (config.sac.batch_size, config.replay.capacity, config.train.warmup_steps) == (
       512, 300_000, 5000)
   assert (config.sac.polyak, config.sac.init_alpha, config.sac.alpha_lr) == (0.999, 0.1, 0.0)
-  assert config.rrd.learning_rate == 1e-3 and config.eval.episodes == 5
+  assert config.optim.learning_rate == 1e-3 and config.eval.episodes == 5
   assert config.train.updates_per_call == 50 and config.rrd.episodes_per_batch == 4
   assert config.checkpoint.every_steps == 100 * 100 * 100  # --save_freq 1 epoch
   assert config.checkpoint.dir == os.path.join("log/checkpoints", "hop")
@@ -88,6 +87,7 @@ def test_libero_defaults_unchanged():
   assert overrides["rrd.loss_form"] == "return"
 
 
+@pytest.mark.slow
 def test_cli_runs_the_full_agent(repo_root, tmp_path):
   """python -m rrd_jax.legacy with the reference's flags, tiny: prints the equivalent command,
   trains Pendulum-v1 (SAC on the dense reward) and writes log/<tag>/."""

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rrd_jax import plot_runs
+from rrd_jax import curves
 from rrd_jax.rl import learner, population, replay, rewards, sac
 from tests.rl_helpers import filled_buffer, make_episode, online_config
 from tests.test_rl_train import run_cli
@@ -26,6 +26,7 @@ def small_config(repo_root, **overrides):
       **overrides})
 
 
+@pytest.mark.slow
 def test_members_of_a_mixed_population_train_as_they_would_alone(repo_root):
   """rrd, rrd_lrd (bias-corrected) and ircr side by side, each with its own seed and
   buffer: every member's state after 2 fused steps equals the same run trained alone (all of it
@@ -97,6 +98,7 @@ def population_run(repo_root, tmp_path_factory):
   return workdir, result
 
 
+@pytest.mark.slow
 def test_population_cli_writes_a_run_per_member_and_resumes(population_run, repo_root):
   workdir, first = population_run
   assert first.returncode == 0, first.stderr[-3000:]
@@ -123,7 +125,7 @@ def test_population_cli_writes_a_run_per_member_and_resumes(population_run, repo
   assert sorted(comparison) == ["dense", "rrd"] and comparison["rrd"]["runs"] == 2
   assert os.path.exists(os.path.join(workdir, "comparison.png"))
   # plot_runs reads the population's workdir as its members
-  assert sorted(plot_runs.group_runs(plot_runs.find_runs([workdir]))) == ["dense", "rrd"]
+  assert sorted(curves.group_runs(curves.find_runs([workdir]))) == ["dense", "rrd"]
   second = run_cli(repo_root, POPULATION_ARGS + ["--config.train.total_env_steps=600",
                                                  "--workdir", workdir])
   assert second.returncode == 0, second.stderr[-3000:]
@@ -141,7 +143,6 @@ def _metrics(directory):
 
 FOUR_DEVICES = """
 import json, runpy, sys
-sys.path.insert(0, {root!r})
 sys.argv = ["rrd_jax.train", *{args!r}]
 try:  # the CLI, as a user runs it
   runpy.run_module("rrd_jax.train", run_name="__main__")
@@ -165,6 +166,7 @@ print(json.dumps({{"devices": sorted({{len(x.sharding.device_set) for x in leave
 """
 
 
+@pytest.mark.slow
 def test_population_split_over_four_devices_trains_like_one_device(population_run, repo_root,
                                                                    tmp_path):
   """population.devices: the CLI run of 4 members split over 4 (fake CPU) devices, one member

@@ -12,7 +12,8 @@ import time
 import jax
 import pytest
 
-from rrd_jax.rl import train_online
+from rrd_jax import schema
+from rrd_jax.rl import agent_loop
 from tests.rl_helpers import online_config
 
 HOPPER_ARGS = [
@@ -37,14 +38,16 @@ def run_cli(repo_root, args, timeout=300):
                         capture_output=True, text=True, timeout=timeout, check=False)
 
 
+@pytest.mark.slow
 def test_sac_learns_pendulum(repo_root, tmp_path):
   config = online_config(repo_root, "pendulum")  # dense reward, 6000 env steps
-  results = train_online.train_and_evaluate(config, str(tmp_path), log=lambda *_: None)
+  results = agent_loop.train_and_evaluate(config, str(tmp_path), log=lambda *_: None)
   returns = [r["eval/return"] for r in read_metrics(str(tmp_path)) if "eval/return" in r]
   assert returns[0] < -900  # a random-ish policy after the warm-up
   assert max(returns[-2:]) > -600 and results["eval/return"] > -800, returns
 
 
+@pytest.mark.slow
 def test_acting_from_a_host_copy_is_the_same_policy(repo_root, tmp_path, monkeypatch):
   """train.act_on_host (taken on accelerators) acts from a host copy of the actor refreshed after
   every training call: the run is the same as acting from the learner's own params. Forced on
@@ -53,14 +56,14 @@ def test_acting_from_a_host_copy_is_the_same_policy(repo_root, tmp_path, monkeyp
                "eval.episodes": 1, "train.log_every_steps": 200, "sac.hidden_sizes": (16,),
                "sac.batch_size": 32}
   plain = online_config(repo_root, "pendulum", **overrides, **{"train.act_on_host": False})
-  train_online.train_and_evaluate(plain, str(tmp_path / "plain"), log=lambda *_: None)
+  agent_loop.train_and_evaluate(plain, str(tmp_path / "plain"), log=lambda *_: None)
   hosted = online_config(repo_root, "pendulum", **overrides)
   copies = []
-  real_device_put = train_online.jax.device_put
-  monkeypatch.setattr(train_online.jax, "default_backend", lambda: "gpu")
-  monkeypatch.setattr(train_online.jax, "device_put", lambda x, device=None, **kw: (
+  real_device_put = agent_loop.jax.device_put
+  monkeypatch.setattr(agent_loop.jax, "default_backend", lambda: "gpu")
+  monkeypatch.setattr(agent_loop.jax, "device_put", lambda x, device=None, **kw: (
       copies.append(device), real_device_put(x, device, **kw))[1])
-  train_online.train_and_evaluate(hosted, str(tmp_path / "hosted"), log=lambda *_: None)
+  agent_loop.train_and_evaluate(hosted, str(tmp_path / "hosted"), log=lambda *_: None)
   to_devices = [d for d in copies if isinstance(d, jax.Device)]  # not shardings put elsewhere
   assert all(d.platform == "cpu" for d in to_devices)
   assert len(to_devices) >= 2 + 2  # keys and the initial actor, then one per training call
@@ -76,6 +79,7 @@ def hopper_run(repo_root, tmp_path_factory):
   return workdir, first
 
 
+@pytest.mark.slow
 def test_hopper_cli_writes_metrics_and_checkpoint(hopper_run):
   workdir, result = hopper_run
   assert result.returncode == 0, result.stdout + result.stderr
@@ -93,6 +97,7 @@ def test_hopper_cli_writes_metrics_and_checkpoint(hopper_run):
     assert json.load(f)["config"]["reward"]["kind"] == "rrd"
 
 
+@pytest.mark.slow
 def test_hopper_rerun_resumes_with_the_buffer(hopper_run, repo_root):
   workdir, first = hopper_run
   assert first.returncode == 0
@@ -110,6 +115,7 @@ def test_hopper_rerun_resumes_with_the_buffer(hopper_run, repo_root):
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints", "steps"))) == ["900"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,mentions", [
     ("--config.env.name=Hoper-v5", "env.name"),
     ("--config.reward.kind=shaped", "reward.kind"),
@@ -131,7 +137,7 @@ def test_validate_rejects_bad_values(repo_root):
                     {"reward.kind": "rrd_lrd", "rrd.sample_size": 1},
                     {"replay.capacity": 10}, {"train.env_steps_per_call": 0}):
     with pytest.raises(UserError):
-      train_online.validate(online_config(repo_root, "hopper", **overrides))
+      schema.validate_agent(online_config(repo_root, "hopper", **overrides))
 
 
 def _last_env_step(workdir):
@@ -142,6 +148,7 @@ def _last_env_step(workdir):
     return 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_where_it_stands_and_a_rerun_resumes_there(repo_root, tmp_path):
   """SIGINT to the whole process group of an RRD-SAC run (what Ctrl-C sends, subprocess env
   workers included): the run finishes the call in flight, saves agent + buffer, prints one line

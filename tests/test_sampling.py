@@ -5,13 +5,14 @@ import itertools
 import numpy as np
 import pytest
 
-from rrd_jax.data.sampling import RRDSampler, episode_probabilities, sample_step_indices
+from rrd_jax.data.sampling import (RRDSampler, SamplerOptions, episode_probabilities,
+                                   sample_step_indices)
 
 LENGTHS = np.array([5, 10, 20, 65])
 
 
 def make_sampler(lengths=LENGTHS, b=8, k=4, seed=0, weighting="length"):
-  return RRDSampler(lengths, episodes_per_batch=b, sample_size=k, seed=seed, weighting=weighting)
+  return RRDSampler(lengths, SamplerOptions(b, k, seed=seed, weighting=weighting))
 
 
 def plans(sampler, steps):
@@ -49,7 +50,7 @@ def test_unknown_weighting_raises(weighting):
   with pytest.raises(ValueError):
     episode_probabilities([1, 2, 3], weighting)
   with pytest.raises(ValueError):
-    RRDSampler([1, 2, 3], episodes_per_batch=2, sample_size=1, seed=0, weighting=weighting)
+    RRDSampler([1, 2, 3], SamplerOptions(2, 1, seed=0, weighting=weighting))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from conftest import restore_run_state, tiny_config
-from rrd_jax import predict, train
+from rrd_jax import predict, reward_setup, train
 from rrd_jax.data import rlds
+from tests.helpers import tiny_config
+
+pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "not slow" skips them)
 
 
 def read_jsonl(path):
@@ -39,7 +41,18 @@ def test_run_files(run, tiny_dataset_dir):
   rows = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   train_rows = [r for r in rows if "train/loss" in r]
   assert [r["step"] for r in train_rows] == [2, 4, 6]
-  assert all(np.isfinite(r["train/loss"]) and r["train/loss"] >= 0 for r in train_rows)
+  assert record["config"]["rrd"]["loss_form"] == "mean" and not record["config"]["rrd"][
+      "bias_correction"]
+  # The mean-form loss is mean_b (m_b - R_b/T_b)^2 and return_mse is mean_b (T_b m_b - R_b)^2
+  # (both averaged over the same steps), so T_min^2 loss <= return_mse <= T_max^2 loss: the logged
+  # loss is the mean form of this batch's predictions, not the return form (ratio 1), an unsquared
+  # or unnormalised error. Measured ratios 56..145 (seeds 0, 3, 7: 52..178); here [36, 196].
+  lengths = rlds.build_index(rlds.open_builder(tiny_dataset_dir), rlds.FeatureKeys()).lengths
+  low, high = float(lengths.min()) ** 2, float(lengths.max()) ** 2
+  for r in train_rows:
+    loss, mse = r["train/loss"], r["train/return_mse"]
+    assert np.isfinite(loss) and loss > 0, r
+    assert low * loss * (1 - 1e-5) <= mse <= high * loss * (1 + 1e-5), (r, mse / loss)
   eval_rows = [r for r in rows if "eval/loss" in r]
   assert [r["step"] for r in eval_rows] == [3, 6]
   assert {"eval/within_pearson", "eval/pooled_pearson", "eval/return_r2"} <= set(eval_rows[-1])
@@ -60,8 +73,8 @@ def test_training_is_deterministic_given_the_seed(run, tiny_dataset_dir, tmp_pat
   losses = lambda w: [r["train/loss"] for r in read_jsonl(os.path.join(w, "metrics.jsonl"))
                       if "train/loss" in r]
   assert losses(again) == losses(workdir)
-  jax.tree.map(np.testing.assert_array_equal, restore_run_state(again)[0].params,
-               restore_run_state(workdir)[0].params)
+  jax.tree.map(np.testing.assert_array_equal, reward_setup.restore_run_state(again)[0].params,
+               reward_setup.restore_run_state(workdir)[0].params)
   other = str(tmp_path / "other_seed")
   train.train_and_evaluate(tiny_config(tiny_dataset_dir, seed=7), other, log=lambda *_: None)
   assert losses(other) != losses(workdir)

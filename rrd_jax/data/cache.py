@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrd_jax import metrics
+from rrd_jax.progress import progress_bar
 from rrd_jax.data import pipeline, returns
 from rrd_jax.data.sampling import RRDSampler, episode_probabilities, sample_step_indices_in_jit
 
@@ -43,8 +43,7 @@ def table_bytes(loader, episode_ids):
   """Bytes a table of these episodes will take (to decide whether it fits)."""
   frames = int(loader.index.lengths[np.asarray(episode_ids)].sum())
   size = loader.inputs.image_size
-  per_frame = 3 * size * size * (int(loader.inputs.image or loader.inputs.next_image) +
-                                 int(loader.inputs.wrist_image)) + 4 * 32
+  per_frame = 3 * size * size * len(loader.inputs.frames) + 4 * 32
   return frames * per_frame
 
 
@@ -53,14 +52,9 @@ def build_table(loader, episode_ids, progress=True):
   episode_ids = np.asarray(episode_ids, np.int64)
   lengths = loader.index.lengths[episode_ids].astype(np.int32)
   dataset = pipeline.episode_steps_dataset(loader, episode_ids, batch_size=1024)
-  keep = ["state", "action", "true_reward"]
-  if loader.inputs.image or loader.inputs.next_image:
-    keep.append("image")
-  if loader.inputs.wrist_image:
-    keep.append("wrist_image")
+  keep = ["state", "action", "true_reward", *loader.inputs.frames]
   chunks = {k: [] for k in keep}
-  bar = metrics.progress_bar(int(lengths.sum()), "cache", enabled=progress)
-  bar.unit = "frame"
+  bar = progress_bar(int(lengths.sum()), "cache", enabled=progress, unit="frame")
   for batch in dataset.as_numpy_iterator():
     for k in keep:
       chunks[k].append(batch[k])
@@ -90,8 +84,7 @@ def _gather(frames, start, length, indices, wanted, xp):
 
 
 def _wanted(inputs):
-  return {name for name, on in (("image", inputs.image), ("next_image", inputs.next_image),
-                                ("wrist_image", inputs.wrist_image)) if on}
+  return set(inputs.keys)
 
 
 def _finish_batch(batch, table, e, indices, negative, instruction, negative_return, xp):
@@ -111,12 +104,12 @@ def _finish_batch(batch, table, e, indices, negative, instruction, negative_retu
 class HostCache:
   """Batches from a host FrameTable along the streaming sampler's plans (identical batches)."""
 
-  def __init__(self, table, inputs, *, sampler_kwargs, component_ids, negative_return=0.0):
+  def __init__(self, table, inputs, options, *, component_ids):
     self.table = table
     self.wanted = _wanted(inputs)
-    self.sampler = RRDSampler(table.length, component_ids=component_ids,
-                              instruction_ids=table.instruction_id, **sampler_kwargs)
-    self.negative_return = float(negative_return)
+    self.sampler = RRDSampler(table.length, options, component_ids=component_ids,
+                              instruction_ids=table.instruction_id)
+    self.negative_return = float(options.negative_return)
 
   def batch(self, step):
     t = self.table
@@ -155,24 +148,18 @@ def sample_batch(key, table, probabilities, *, episodes_per_batch, sample_size, 
 class DeviceCache:
   """A FrameTable in device memory and the in-jit sampler's fixed arguments."""
 
-  def __init__(self, table, inputs, *, sampler_kwargs, component_ids, negative_return=0.0,
-               sharding=None):
-    kwargs = dict(sampler_kwargs)
-    self.seed = int(kwargs.pop("seed"))
-    self.probabilities = jnp.asarray(episode_probabilities(
-        table.length, kwargs.pop("weighting", "length"), component_ids,
-        kwargs.pop("component_weights", None)), jnp.float32)
-    ratio = float(kwargs.pop("negatives_ratio", 0.0))
-    candidates = jnp.asarray(np.unique(table.instruction_id), jnp.int32)
-    self.sample_kwargs = dict(episodes_per_batch=int(kwargs.pop("episodes_per_batch")),
-                              sample_size=int(kwargs.pop("sample_size")), wanted=_wanted(inputs),
+  def __init__(self, table, inputs, options, *, component_ids, sharding=None):
+    self.seed = int(options.seed)
+    probabilities = episode_probabilities(table.length, options.weighting, component_ids,
+                                          options.component_weights)
+    self.sample_kwargs = dict(episodes_per_batch=int(options.episodes_per_batch),
+                              sample_size=int(options.sample_size), wanted=_wanted(inputs),
                               max_length=int(table.length.max()),
-                              negatives_ratio=ratio, candidates=candidates,
-                              negative_return=float(negative_return))
-    if kwargs:
-      raise ValueError(f"unexpected sampler options {sorted(kwargs)}")
+                              negatives_ratio=float(options.negatives_ratio),
+                              candidates=jnp.asarray(np.unique(table.instruction_id), jnp.int32),
+                              negative_return=float(options.negative_return))
     self.table = jax.device_put(table, sharding)
-    self.probabilities = jax.device_put(self.probabilities, sharding)
+    self.probabilities = jax.device_put(jnp.asarray(probabilities, jnp.float32), sharding)
 
   def sample(self, table, probabilities, step):
     """The batch of `step` (traceable): a pure function of (seed, step). The table and episode

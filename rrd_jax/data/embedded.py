@@ -24,6 +24,8 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from rrd_jax.schema import EMBEDDED_TASKS as TASKS
+
 BUILDER_NAME = "rrd_synthetic_libero"
 DATASET_VERSION = "1.0.0"
 TOUCH_RADIUS = 0.1
@@ -31,7 +33,6 @@ BLOCK_HALF_SIZE = 0.06
 EEF_RADIUS = 0.05
 GENERATOR_REVISION = 1  # bump when generate_episode changes, so cached copies are regenerated
 INSTRUCTIONS = ("touch the red block", "reach for the red block", "tap the red block")
-TASKS = ("touch", "instructed")
 REWARD_DOCS = {"touch": "Dense reward: 1.0 while touching the block.",
                "instructed": "1.0 on the last step of a successful episode, else 0."}
 BLOCK_COLOURS = {"red": (0.85, 0.1, 0.1), "green": (0.1, 0.65, 0.2), "yellow": (0.9, 0.8, 0.1)}

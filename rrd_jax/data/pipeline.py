@@ -7,31 +7,15 @@ frames; elements are batched to [episodes, K, ...]. Full-episode streams (evalua
 use the same loader with every step of each episode selected.
 """
 
-import dataclasses
-
 import numpy as np
 import tensorflow as tf
 
 from rrd_jax.data import returns, rlds
 from rrd_jax.data.sampling import RRDSampler
+from rrd_jax.inputs import ModelInputs
 
 # Keep TensorFlow off accelerators: JAX owns them.
 tf.config.set_visible_devices([], "GPU")
-
-
-@dataclasses.dataclass(frozen=True)
-class Inputs:
-  """Which model inputs to produce."""
-  image: bool = True
-  next_image: bool = False  # o' for the frame difference o - o'
-  wrist_image: bool = False
-  image_size: int = 84
-
-  @classmethod
-  def from_config(cls, config):
-    pixels = config.model.kind == "pixel"
-    return cls(image=pixels, next_image=pixels and config.model.frame_diff,
-               wrist_image=pixels and config.model.use_wrist, image_size=config.data.image_size)
 
 
 class EpisodeLoader:
@@ -42,8 +26,8 @@ class EpisodeLoader:
   mixture component (default: all 0).
   """
 
-  def __init__(self, builder, index, keys, inputs, instruction_vocab=None, targets=None,
-               component_ids=None):
+  def __init__(self, builder, index, keys, inputs: ModelInputs, instruction_vocab=None,
+               targets=None, component_ids=None):
     self.index = index
     self.targets = targets or returns.raw_targets(index)
     self.component_ids = (np.zeros(len(index), np.int32) if component_ids is None
@@ -51,11 +35,10 @@ class EpisodeLoader:
     self.keys = keys
     self.inputs = inputs
     step_keys = [keys.proprio, keys.action, keys.reward]
-    for wanted, key in ((inputs.image or inputs.next_image, keys.image),
-                        (inputs.wrist_image, keys.wrist_image)):
-      if wanted:
-        rlds.image_shape(builder, key)
-        step_keys.append(key)
+    for frame in inputs.frames:
+      key = keys.image if frame == "image" else keys.wrist_image
+      rlds.image_shape(builder, key)
+      step_keys.append(key)
     self.parse = rlds.make_parser(rlds.serialized_specs(builder, step_keys))
     self.shard_paths = np.asarray(index.shard_paths)
     vocab = instruction_vocab or []
@@ -112,20 +95,23 @@ def _options(deterministic=True):
   return options
 
 
-def train_dataset(loader, episode_ids, *, sampler_kwargs, start_step=0, num_steps=None,
+def train_dataset(loader, episode_ids, options, *, start_step=0, num_steps=None,
                   process_index=0, process_count=1, num_parallel_calls=tf.data.AUTOTUNE,
-                  prefetch=2, negative_return=0.0):
+                  prefetch=2):
   """Batches for steps start_step, start_step+1, ... sampled from `episode_ids` (a subset).
 
-  sampler_kwargs: RRDSampler's options (component ids and instruction ids come from the loader).
-  Negatives (sampler_kwargs negatives_ratio > 0) carry another task's instruction_id, return
-  `negative_return` and true_reward negative_return / T on every step; `negative` marks them.
-  Each process yields its contiguous slice of every global batch plan: [B / process_count, K, ...].
+  options: the sampling.SamplerOptions (component ids and instruction ids come from the loader).
+  Negatives (options.negatives_ratio > 0) carry another task's instruction_id, return
+  options.negative_return and true_reward negative_return / T on every step; `negative` marks
+  them. Each process yields its contiguous slice of every global batch plan:
+  [B / process_count, K, ...].
   """
   index = loader.index
   episode_ids = np.asarray(episode_ids, np.int64)
-  sampler = RRDSampler(index.lengths[episode_ids], component_ids=loader.component_ids[episode_ids],
-                       instruction_ids=loader.instruction_ids[episode_ids], **sampler_kwargs)
+  negative_return = options.negative_return
+  sampler = RRDSampler(index.lengths[episode_ids], options,
+                       component_ids=loader.component_ids[episode_ids],
+                       instruction_ids=loader.instruction_ids[episode_ids])
   global_batch = sampler.episodes_per_batch
   if global_batch % process_count or not 0 <= process_index < process_count:
     raise ValueError(f"episodes_per_batch {global_batch} must split evenly over {process_count} "

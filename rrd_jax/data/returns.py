@@ -16,7 +16,8 @@ import dataclasses
 
 import numpy as np
 
-RETURN_KINDS = ("sum", "time_penalty")
+from rrd_jax.schema import RETURN_KINDS
+
 
 
 @dataclasses.dataclass(frozen=True)

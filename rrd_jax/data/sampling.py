@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrd_jax.data import returns
+from rrd_jax.schema import EPISODE_WEIGHTINGS
 
-EPISODE_WEIGHTINGS = ("length", "uniform")
 
 
 def episode_probabilities(episode_lengths, weighting="length", component_ids=None,
@@ -74,24 +74,51 @@ class BatchPlan:
   instruction_ids: np.ndarray = None  # [B] int32: the instruction conditioned on (with negatives)
 
 
+@dataclasses.dataclass(frozen=True)
+class SamplerOptions:
+  """What an RRD batch is: how many episodes, how many steps each, how episodes are drawn, and
+  the seed that makes the batch of step s a pure function of (seed, s). Used alike by the
+  streaming sampler, the host cache and the in-jit device-cache sampler."""
+  episodes_per_batch: int
+  sample_size: int  # K
+  seed: int = 0
+  weighting: str = "length"  # EPISODE_WEIGHTINGS
+  component_weights: tuple = None  # a mixture's component weights (None: one dataset)
+  negatives_ratio: float = 0.0  # episodes conditioned on another task's instruction
+  negative_return: float = 0.0  # ... and given this return
+
+  @classmethod
+  def from_config(cls, config, seed):
+    mixture = config.data.get("mixture") or {}
+    return cls(episodes_per_batch=int(config.rrd.episodes_per_batch),
+               sample_size=int(config.rrd.sample_size), seed=int(seed),
+               weighting=config.data.episode_weighting,
+               component_weights=tuple(float(c.weight) for c in mixture.values()) or None,
+               negatives_ratio=float(config.returns.negatives_ratio),
+               negative_return=float(config.returns.negative_return))
+
+  def replace(self, **changes):
+    return dataclasses.replace(self, **changes)
+
+
 class RRDSampler:
   """Draws `episodes_per_batch` episodes (i.i.d., with replacement) and K steps in each.
 
-  component_ids/component_weights: a mixture (see episode_probabilities).
-  negatives_ratio/instruction_ids: each sampled episode is, with this probability, conditioned on
-  an instruction drawn uniformly from the other instructions among `instruction_ids`.
+  component_ids: each episode's mixture component (weights in `options`; see
+  episode_probabilities). instruction_ids: with options.negatives_ratio > 0, each sampled episode
+  is, with this probability, conditioned on an instruction drawn uniformly from the other
+  instructions among them.
   """
 
-  def __init__(self, episode_lengths, *, episodes_per_batch, sample_size, seed,
-               weighting="length", component_ids=None, component_weights=None,
-               negatives_ratio=0.0, instruction_ids=None):
+  def __init__(self, episode_lengths, options, *, component_ids=None, instruction_ids=None):
+    self.options = options
     self.episode_lengths = np.asarray(episode_lengths, np.int64)
-    self.probabilities = episode_probabilities(self.episode_lengths, weighting, component_ids,
-                                               component_weights)
-    self.episodes_per_batch = int(episodes_per_batch)
-    self.sample_size = int(sample_size)
-    self.seed = int(seed)
-    self.negatives_ratio = float(negatives_ratio)
+    self.probabilities = episode_probabilities(self.episode_lengths, options.weighting,
+                                               component_ids, options.component_weights)
+    self.episodes_per_batch = int(options.episodes_per_batch)
+    self.sample_size = int(options.sample_size)
+    self.seed = int(options.seed)
+    self.negatives_ratio = float(options.negatives_ratio)
     if self.negatives_ratio > 0:
       self.instruction_ids = np.asarray(instruction_ids, np.int32)
       self.candidates = np.unique(self.instruction_ids)

@@ -78,13 +78,7 @@ def components(config):
 def _resolve(component, data_config, log):
   if component.dataset_dir:
     return os.path.abspath(os.path.expanduser(component.dataset_dir))
-  params = component.embedded
-  if params.num_episodes < 2 or params.min_length < 2 or params.max_length < params.min_length:
-    raise UserError("data.embedded_episodes and data.embedded_min_length must be >= 2 and "
-                    "data.embedded_max_length >= data.embedded_min_length")
-  if params.task not in embedded.TASKS:
-    raise UserError(f"data.embedded_task must be one of {', '.join(embedded.TASKS)}, "
-                    f"got {params.task!r}")
+  params = component.embedded  # its config values are checked by schema.validate_reward_model
   root = os.path.expanduser(data_config.embedded_dir)
   path = os.path.join(root, params.key(), embedded.BUILDER_NAME, embedded.DATASET_VERSION)
   if not os.path.exists(os.path.join(path, "dataset_info.json")):

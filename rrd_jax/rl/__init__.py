@@ -6,5 +6,5 @@ rewards.py   the reward each transition gets for SAC, per config.reward.kind
 sac.py       SAC networks, agent state and the update math
 learner.py   one training step (RRD update + SAC update) and N of them fused in a lax.scan
 population.py  several runs (seeds x reward kinds) side by side: members, their directories
-train_online.py  the loop: collect, insert, train, evaluate, log, checkpoint (python -m rrd_jax.train)
+agent_loop.py  the loop: collect, insert, train, evaluate, log, checkpoint (rrd-train)
 """

@@ -15,10 +15,8 @@ import gymnasium as gym
 import numpy as np
 
 from rrd_jax.errors import UserError
+from rrd_jax.schema import ENV_NAMES
 
-MUJOCO_ENVS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5")
-TEST_ENVS = ("Pendulum-v1",)  # cheap, for tests and smoke runs
-ENV_NAMES = MUJOCO_ENVS + TEST_ENVS
 
 
 class EpisodicReward(gym.Wrapper):

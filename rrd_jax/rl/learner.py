@@ -17,7 +17,6 @@ import functools
 import flax
 import jax
 import jax.numpy as jnp
-import optax
 
 from rrd_jax import models
 from rrd_jax import step as step_lib
@@ -40,17 +39,17 @@ def reward_model(config):
 def create(config, hp, observation_size, key):
   key_sac, key_reward, key_rng = jax.random.split(key, 3)
   model = reward_model(config)
-  example = {"state": jnp.zeros((1, observation_size)), "next_state": jnp.zeros((1, observation_size)),
-             "action": jnp.zeros((1, hp.action_size))}
+  example = {k: jnp.zeros(s.shape, s.dtype)
+             for k, s in rewards.MODEL_INPUTS.specs(observation_size, hp.action_size).items()}
   reward = step_lib.TrainState.create(apply_fn=model.apply, params=model.init(key_reward, example),
-                                      tx=optax.adam(config.rrd.learning_rate))
+                                      tx=step_lib.make_optimizer(config.optim))
   return LearnerState(sac=sac.create(hp, observation_size, key_sac), reward=reward, rng=key_rng,
                       updates=jnp.zeros((), jnp.int32))
 
 
-def bias_correction(config, kind):
+def bias_correction(kind):
   """Whether `kind`'s reward model is trained with L-RD (bias correction) instead of L-Rand-RD."""
-  return kind == "rrd_lrd" or bool(config.rrd.bias_correction)
+  return kind == "rrd_lrd"
 
 
 def rrd_update(reward_state, rrd_config, corrected, batch):
@@ -60,7 +59,7 @@ def rrd_update(reward_state, rrd_config, corrected, batch):
   Metrics are the offline step's, prefixed rrd_ (rrd_loss, rrd_reward_mean, ...)."""
   inputs = dict(rewards.model_inputs(batch), episode_return=batch["episode_return"],
                 episode_length=batch["episode_length"])
-  reward_state, metrics = step_lib.train_update(reward_state, inputs, rewards.MODEL_INPUT_KEYS,
+  reward_state, metrics = step_lib.train_update(reward_state, inputs, rewards.MODEL_INPUTS.keys,
                                                 rrd_config, bias_correction=corrected)
   return reward_state, {f"rrd_{name}": value for name, value in metrics.items()}
 
@@ -79,9 +78,9 @@ def train_step(state, buffer, kind_id, *, config, hp, kinds):
   if model_kinds:
     rrd_batch = replay.sample_episodes(buffer, key_rrd, config.rrd.episodes_per_batch,
                                        config.rrd.sample_size, config.env.max_episode_steps)
-    flags = {bias_correction(config, k) for k in model_kinds}
+    flags = {bias_correction(k) for k in model_kinds}
     corrected = flags.pop() if len(flags) == 1 else jnp.asarray(
-        [bias_correction(config, k) for k in kinds])[kind_id]
+        [bias_correction(k) for k in kinds])[kind_id]
     reward, metrics = rrd_update(reward, config.rrd, corrected, rrd_batch)
   batch = replay.sample_transitions(buffer, key_batch, config.sac.batch_size)
   reward_fn = functools.partial(reward.apply_fn, reward.params)

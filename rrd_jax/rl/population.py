@@ -22,6 +22,8 @@ import os
 import jax
 import jax.numpy as jnp
 
+from rrd_jax.schema import reward_kinds  # the population's reward kinds, in order
+
 
 @dataclasses.dataclass(frozen=True)
 class Member:
@@ -31,12 +33,6 @@ class Member:
   @property
   def name(self):
     return f"{self.kind}_seed{self.seed}"
-
-
-def reward_kinds(config):
-  """The population's reward kinds, in order, without repeats."""
-  listed = [k.strip() for k in str(config.population.reward_kinds).split(",") if k.strip()]
-  return tuple(dict.fromkeys(listed)) or (config.reward.kind,)
 
 
 def members(config):

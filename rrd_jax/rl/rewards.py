@@ -12,26 +12,27 @@ All read a batch of transitions of finished episodes (replay.sample_transitions)
 import jax
 import jax.numpy as jnp
 
-REWARD_KINDS = ("rrd", "rrd_lrd", "ircr", "uniform", "episodic", "dense")
-MODEL_KINDS = ("rrd", "rrd_lrd")  # the kinds that train a reward model
+from rrd_jax.inputs import ModelInputs
+from rrd_jax.schema import MODEL_REWARD_KINDS, REWARD_KINDS
+
 
 
 def uses_reward_model(kind):
-  return kind in MODEL_KINDS
+  return kind in MODEL_REWARD_KINDS
 
 
-MODEL_INPUT_KEYS = ("state", "action", "next_state")  # RewardNet(kind="mlp")'s inputs
+MODEL_INPUTS = ModelInputs.low_dim()  # RewardNet(kind="mlp")'s inputs: [s, a, s - s']
 
 
 def model_inputs(batch):
   """RewardNet(kind="mlp") inputs of a transition batch."""
-  return dict(zip(MODEL_INPUT_KEYS, (batch["observation"], batch["action"],
-                                     batch["next_observation"])))
+  return {"state": batch["observation"], "next_state": batch["next_observation"],
+          "action": batch["action"]}
 
 
 def transition_rewards(kind, batch, return_min, return_max, reward_fn=None):
   """[B] rewards for the transitions in `batch`; reward_fn(model inputs) -> [B] for rrd kinds."""
-  if kind in MODEL_KINDS:
+  if kind in MODEL_REWARD_KINDS:
     return jax.lax.stop_gradient(reward_fn(model_inputs(batch)))
   if kind == "ircr":
     spread = jnp.maximum(return_max - return_min, 1e-8)

@@ -1,0 +1,255 @@
+"""The run lifecycle both training loops share: the reward model's (rrd_jax/reward_loop.py) and the
+agent's (rrd_jax/rl/agent_loop.py). A loop says what to compute; `Run` does the rest:
+
+- the workdir: new, resumed (the same command rerun), refused (a different config), or archived
+  on request (checkpoint.overwrite=True moves the old run into WORKDIR/archived/<time>/ and its
+  checkpoint directory, if elsewhere, to <dir>.archived-<time>), never clobbered;
+- config.json, the checkpoint directory, the checkpoints and their meta record;
+- metrics.jsonl + TensorBoard per run directory, the progress bar;
+- Ctrl-C / SIGTERM: save where the run stands and exit with one line;
+- the divergence check, the interval clock that keeps evaluation out of the timings;
+- final_metrics.json (written at the end, read back when a finished run is rerun).
+In a multi-process job process 0 decides, writes files and speaks; every process checkpoints.
+"""
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import time
+
+import jax
+
+from rrd_jax import checkpoint, config_utils, interrupt, metrics, parallel
+from rrd_jax.progress import progress_bar
+from rrd_jax.errors import UserError
+
+# Fields that may change between a run and its resumption without changing what it computes.
+RESUMABLE_CHANGES = ("train.num_steps", "train.total_env_steps", "checkpoint.overwrite",
+                     "profile.start_step", "profile.num_steps", "profile.dir", "profile.server_port")
+RUN_FILES = ("config.json", "metrics.jsonl", "final_metrics.json", "tensorboard", "checkpoints")
+FINAL_METRICS = "final_metrics.json"
+
+
+def _flatten(tree, prefix=""):
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def config_differences(old_config, new_config):
+  """["field: old -> new", ...] for fields that differ, ignoring RESUMABLE_CHANGES."""
+  old = _flatten(json.loads(old_config.to_json_best_effort()))
+  new = _flatten(json.loads(new_config.to_json_best_effort()))
+  return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+          if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)]
+
+
+def _archive(workdir, facts):
+  stamp = time.strftime("%Y%m%d-%H%M%S")
+  target = os.path.join(workdir, "archived", stamp)
+  os.makedirs(target)
+  for name in RUN_FILES:
+    if os.path.exists(os.path.join(workdir, name)):
+      shutil.move(os.path.join(workdir, name), os.path.join(target, name))
+  checkpoint_dir = facts.get("checkpoint_dir")
+  if checkpoint_dir and os.path.exists(checkpoint_dir):
+    shutil.move(checkpoint_dir, f"{checkpoint_dir.rstrip(os.sep)}.archived-{stamp}")
+  return target
+
+
+def prepare_workdir(workdir, config, log=print):
+  """Creates or checks `workdir`; returns (absolute workdir, resume?)."""
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  if os.path.exists(os.path.join(workdir, "config.json")):
+    old_config, facts = config_utils.read_run_config(workdir)
+    differences = config_differences(old_config, config)
+    if not differences:
+      return workdir, True
+    if not config.checkpoint.overwrite:
+      raise UserError(f"workdir {workdir} holds a run with a different config "
+                      f"({'; '.join(differences[:3])}{'; ...' if len(differences) > 3 else ''}); "
+                      "choose a new --workdir, or pass --config.checkpoint.overwrite=True to move "
+                      "the old run aside")
+    log(f"Moved the previous run in {workdir} to {_archive(workdir, facts)}.")
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UserError(f"workdir {workdir} exists and is not a directory")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"workdir {workdir} cannot be created ({e.strerror})") from None
+  if not os.access(workdir, os.W_OK):
+    raise UserError(f"workdir {workdir} is not writable")
+  return workdir, False
+
+
+def truncate_metrics(workdir, last_step):
+  """Drops metrics.jsonl rows after `last_step` (and a torn last line) before a resumed run."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return
+  kept = [json.dumps(row) for row in metrics.read_rows(workdir) if row.get("step", 0) <= last_step]
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    f.write("".join(line + "\n" for line in kept))
+  os.replace(path + ".tmp", path)
+
+
+def crossed(before, after, every):
+  """Whether a multiple of `every` lies in (before, after] (an interval boundary was passed)."""
+  return every > 0 and after // every > before // every
+
+
+def check_finite(row, names, where):
+  """Raises UserError when one of `names` in `row` is not finite (the run diverged)."""
+  for name in names:
+    if name in row and not math.isfinite(row[name]):
+      raise UserError(f"training diverged: {name} is {row[name]} at {where}")
+
+
+class Clock:
+  """Wall time since the last reset, minus the time spent `excluded()` (evaluation)."""
+
+  def __init__(self):
+    self.reset()
+
+  def reset(self):
+    self.start, self.excluded_s = time.perf_counter(), 0.0
+
+  @contextlib.contextmanager
+  def excluded(self):
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      self.excluded_s += time.perf_counter() - start
+
+  def elapsed(self):
+    return max(time.perf_counter() - self.start - self.excluded_s, 1e-9)
+
+
+class Run:
+  """One run's directory, checkpoints, metrics, progress and stop handling (see the module doc).
+
+  unit: what a step is called in messages ("step", "env step").
+  """
+
+  def __init__(self, config, workdir, *, unit="step", log=print):
+    self.config, self.unit = config, unit
+    self.main = parallel.is_main_process()
+    self.log = log if self.main else (lambda *_: None)  # process 0 speaks for the job
+    if self.main:
+      self.workdir, resume = prepare_workdir(workdir, config, log=self.log)
+    else:
+      self.workdir, resume = os.path.abspath(os.path.expanduser(workdir)), False
+    self.resume = bool(parallel.broadcast_from_main(resume))
+    self.checkpoint_dir = os.path.abspath(os.path.expanduser(
+        config.checkpoint.dir or os.path.join(self.workdir, "checkpoints")))
+    self.dirs, self.loggers, self.bar, self.checkpointer = [self.workdir], [], None, None
+    self.clock = Clock()
+
+  # --- files ---
+  def write_config(self, facts, members=()):
+    """WORKDIR/config.json (the resolved config + run facts), and one per (dir, config) member of
+    a population (with population_workdir)."""
+    if not self.main:
+      return
+    facts = dict(facts, checkpoint_dir=self.checkpoint_dir)
+    config_utils.write_run_config(os.path.join(self.workdir, "config.json"), self.config, facts)
+    for directory, member_config in members:
+      os.makedirs(directory, exist_ok=True)
+      config_utils.write_run_config(os.path.join(directory, "config.json"), member_config,
+                                    dict(facts, population_workdir=self.workdir))
+
+  def meta(self, **fields):
+    """A checkpoint's JSON record: `fields` plus the resolved config."""
+    return {**fields, "config": json.loads(self.config.to_json_best_effort())}
+
+  # --- checkpoints ---
+  def restore(self, items, keep, keep_best=False):
+    """Opens the checkpoints; (items, meta) of the newest save when resuming, else (items, None)."""
+    self.checkpointer = checkpoint.Checkpointer(self.checkpoint_dir, keep=keep, keep_best=keep_best)
+    restored = self.checkpointer.restore_latest(items) if self.resume else None
+    return restored or (items, None)
+
+  def save(self, step, items, meta):
+    self.checkpointer.save(step, items, meta)
+
+  def save_best(self, step, items, meta, eval_loss):
+    self.checkpointer.save_best(step, items, meta, eval_loss)
+
+  # --- metrics and progress ---
+  def start(self, step, total, dirs=None, description="train"):
+    """Loggers (one per run directory) and the progress bar, from `step` on; a resumed run's
+    metrics rows past `step` are dropped first."""
+    self.dirs = list(dirs or [self.workdir])
+    if self.resume and self.main:
+      for directory in self.dirs:
+        truncate_metrics(directory, step)
+    self.loggers = [metrics.MetricsLogger(d, enabled=self.main) for d in self.dirs]
+    self.bar = progress_bar(total, description, initial=min(step, total), enabled=self.main)
+    self.clock.reset()
+
+  def quiet(self):
+    """Whether the progress bar is off (then the loop logs its progress as lines)."""
+    return self.bar.disable
+
+  def finished_results(self, start_step, total):
+    """A finished run rerun: each run directory's final_metrics.json row, else None."""
+    paths = [os.path.join(d, FINAL_METRICS) for d in self.dirs]
+    if start_step < total or not all(map(os.path.exists, paths)):
+      return None
+    rows = []
+    for path in paths:
+      with open(path, encoding="utf-8") as f:
+        rows.append(json.load(f))
+    return rows
+
+  # --- endings ---
+  def stop_requests(self):
+    """Ctrl-C / SIGTERM stop at the next call boundary (single-process jobs: several processes
+    could stop at different steps)."""
+    return interrupt.StopRequests(enabled=jax.process_count() == 1)
+
+  def stopped(self, stop, step, items, meta):
+    """Saves the run where it stands (when checkpoints are on at all), closes it and returns the
+    Interrupted to raise, whose one line says what a rerun resumes from."""
+    saving = interrupt.saves_on_stop(self.config.checkpoint)
+    if saving:
+      self.save(step, items, meta)
+    latest = self.checkpointer.latest_step()
+    self.close()
+    return stop.interrupted(f"{self.unit} {step}", self.checkpoint_dir, saving,
+                            resumes_from=f"{self.unit} {latest}" if latest else "the start")
+
+  def finish(self, step, items, meta, rows):
+    """The final save (checkpoint.save_final), then final_metrics.json: one row per run dir."""
+    if self.config.checkpoint.save_final:
+      self.save(step, items, meta)
+    self.close()
+    if self.main:
+      for directory, row in zip(self.dirs, rows):
+        with open(os.path.join(directory, FINAL_METRICS), "w", encoding="utf-8") as f:
+          json.dump(row, f, indent=2)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, exc_type, *_):
+    """A run that fails still closes: in-flight saves finish, logs are flushed."""
+    if exc_type is not None:
+      self.close()
+    return False
+
+  def close(self):
+    if self.bar is not None:
+      self.bar.close()
+    if self.checkpointer is not None:
+      self.checkpointer.close()
+    for logger in self.loggers:
+      logger.close()
+    self.bar, self.checkpointer, self.loggers = None, None, []

@@ -1,0 +1,18 @@
+"""Shared by the offline tests: the repository root and small configs."""
+
+import os
+
+from rrd_jax import config_utils
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(dataset_dir, **overrides):
+  """configs/libero_rrd.py sized for fast tests; overrides as {"section.field": value} kwargs."""
+  small = {"data.dataset_dir": dataset_dir, "data.image_size": 40, "data.eval_fraction": 0.25,
+           "rrd.sample_size": 4, "rrd.episodes_per_batch": 4, "model.hidden_sizes": (32, 32),
+           "train.num_steps": 6, "train.log_every_steps": 2, "eval.every_steps": 3,
+           "eval.batches": 1, "eval.episodes": 4, "train.predict_batch_size": 16}
+  small.update(overrides)
+  return config_utils.load_config(overrides=small)
+

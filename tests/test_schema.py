@@ -1,0 +1,132 @@
+"""Config at the bottom: one name per concept in both config files, old names still load (saved
+config.json files and --config overrides) with one deprecation line, and validation by kind."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rrd_jax import config_utils, lifecycle, schema
+from rrd_jax.errors import UserError
+from tests.helpers import ROOT, tiny_config
+from tests.rl_helpers import online_config
+
+SHARED = ("seed", "kind", "train.log_every_steps", "eval.every_steps", "eval.episodes",
+          "optim.learning_rate", "optim.grad_clip_norm", "checkpoint.dir",
+          "checkpoint.every_steps", "checkpoint.keep", "checkpoint.save_final",
+          "checkpoint.overwrite", "rrd.sample_size", "rrd.episodes_per_batch", "rrd.loss_form")
+
+
+def _get(config, key):
+  for part in key.split("."):
+    config = config[part]
+  return config
+
+
+@pytest.mark.parametrize("key", SHARED)
+def test_both_config_files_name_the_same_concepts_alike(key):
+  offline = config_utils.load_config()
+  online = online_config(ROOT, "hopper")
+  _get(offline, key)  # raises if either file lacks the field
+  _get(online, key)
+  assert (offline.kind, online.kind) == ("reward_model", "agent")
+
+
+def test_redundant_knobs_are_gone():
+  offline, online = config_utils.load_config(), online_config(ROOT, "hopper")
+  assert "restore" not in offline.checkpoint
+  assert "bias_correction" not in online.rrd and "learning_rate" not in online.rrd
+  for old in ("log_every", "eval_every", "eval_batches", "eval_episodes"):
+    assert old not in offline.train
+
+
+def _old_offline_record(config):
+  """config as a config.json written before the renames (old field names, no kind)."""
+  tree = json.loads(config.to_json_best_effort())
+  del tree["kind"]
+  tree["train"]["log_every"] = tree["train"].pop("log_every_steps")
+  tree["train"]["eval_every"] = tree["eval"]["every_steps"]
+  tree["train"]["eval_batches"] = tree["eval"]["batches"]
+  tree["train"]["eval_episodes"] = tree["eval"]["episodes"]
+  del tree["eval"]
+  tree["checkpoint"]["restore"] = "best"
+  return tree
+
+
+def test_upgrade_maps_an_old_reward_model_config(capsys):
+  config = tiny_config("/data", **{"train.log_every_steps": 7, "eval.every_steps": 9})
+  old = _old_offline_record(config)
+  upgraded = schema.upgrade(copy.deepcopy(old), "old/config.json")
+  assert upgraded == json.loads(config.to_json_best_effort())
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "old/config.json" in err[0] and "train.log_every -> " in err[0]
+  assert "checkpoint.restore dropped" in err[0]
+  schema.upgrade(upgraded)  # today's names: nothing to say
+  assert capsys.readouterr().err == ""
+
+
+def test_upgrade_maps_an_old_agent_config(capsys):
+  config = online_config(ROOT, "hopper", **{"optim.learning_rate": 1e-3})
+  tree = json.loads(config.to_json_best_effort())
+  del tree["kind"]
+  tree["rrd"]["learning_rate"] = tree.pop("optim")["learning_rate"]
+  tree["rrd"]["bias_correction"] = True
+  upgraded = schema.upgrade(tree)
+  assert upgraded["kind"] == "agent"
+  assert upgraded["optim"]["learning_rate"] == 1e-3 and "learning_rate" not in upgraded["rrd"]
+  assert upgraded["reward"]["kind"] == "rrd_lrd"  # what bias correction meant for rrd
+  assert "bias_correction" not in upgraded["rrd"]
+  assert "rrd.learning_rate -> optim.learning_rate" in capsys.readouterr().err
+
+
+def test_a_run_saved_with_old_names_resumes(tmp_path, capsys):
+  """The workdir check compares today's config with the upgraded config.json: no refusal."""
+  config = tiny_config("/data")
+  workdir = str(tmp_path)
+  with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+    json.dump({"config": _old_offline_record(config), "checkpoint_dir": "x"}, f)
+  assert lifecycle.prepare_workdir(workdir, config, log=lambda *_: None) == (workdir, True)
+  assert "old config names" in capsys.readouterr().err
+  changed = tiny_config("/data", **{"eval.every_steps": 4})
+  with pytest.raises(UserError, match="eval.every_steps: 3 -> 4"):
+    lifecycle.prepare_workdir(workdir, changed, log=lambda *_: None)
+
+
+def test_old_names_in_overrides_are_read_as_new():
+  config = config_utils.load_config(overrides={"train.eval_every": 11, "train.log_every": 5})
+  assert config.eval.every_steps == 11 and config.train.log_every_steps == 5
+  argv = config_utils.resolve_config_argv(["rrd-train", "--config", "mujoco_rrd_sac:pendulum",
+                                            "--config.rrd.learning_rate=0.01",
+                                            "--config.train.log_every_steps=3"])
+  assert argv[2] == os.path.join(config_utils.CONFIG_DIR, "mujoco_rrd_sac.py") + ":pendulum"
+  assert argv[3:] == ["--config.optim.learning_rate=0.01", "--config.train.log_every_steps=3"]
+
+
+@pytest.mark.slow
+def test_cli_override_with_an_old_name_prints_one_note(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "rrd_jax.train", "--config", "libero_rrd",
+       "--config.train.eval_every=0", "--workdir", str(tmp_path / "run")],
+      cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+  notes = [l for l in result.stderr.splitlines() if l.startswith("note:")]
+  assert len(notes) == 1 and "train.eval_every -> eval.every_steps" in notes[0]
+  # read as the new field, which the validator then names
+  assert result.returncode == 2 and "error: eval.every_steps must be >= 1, got 0" in result.stderr
+
+
+def test_validate_dispatches_on_kind():
+  schema.validate(config_utils.load_config())
+  schema.validate(online_config(ROOT, "pendulum"))
+  bad = online_config(ROOT, "pendulum", **{"optim.learning_rate": 0.0})
+  with pytest.raises(UserError, match="optim.learning_rate must be > 0"):
+    schema.validate(bad)
+  with pytest.raises(UserError, match="kind must be one of reward_model, agent"):
+    schema.run_kind({"kind": "other"})
+  with pytest.raises(UserError, match="data.embedded_task must be one of"):
+    schema.validate(config_utils.load_config(overrides={"data.embedded_task": "bogus"}))
+  # a dataset_dir means nothing is generated: the embedded sizes are not checked
+  schema.validate(config_utils.load_config(overrides={"data.dataset_dir": "/d",
+                                                      "data.embedded_episodes": 0}))
