@@ -11,7 +11,6 @@ train.py runs them (next batch, then the step): frames/s and the fraction of tim
 for data. headroom = delivered / consumed (goal >= 1.5).
 """
 
-import os
 import statistics
 import time
 

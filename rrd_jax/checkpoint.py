@@ -11,6 +11,9 @@ and renames it when complete, so a crash mid-save leaves nothing that restore wo
 """
 
 import os
+import shutil
+import sys
+import time
 
 import jax
 import orbax.checkpoint as ocp
@@ -20,6 +23,10 @@ from rrd_jax.errors import UserError
 STEPS_DIR = "steps"
 BEST_DIR = "best"
 BEST_METRIC = "eval/loss"
+
+
+def _warn(message):
+  print(message, file=sys.stderr)
 
 
 def _save_args(items, meta):
@@ -71,19 +78,49 @@ class Checkpointer:
   def latest_step(self):
     return self.steps.latest_step()
 
-  def restore_latest(self, items):
-    """(items, meta) of the newest save, shaped like `items`; None if there is none."""
-    step = self.steps.latest_step()
-    if step is None:
-      return None
-    restored = self.steps.restore(step, args=_restore_args(items))
-    return {name: restored[name] for name in items}, restored["meta"]
+  def restore_latest(self, items, warn=_warn):
+    """(items, meta) of the newest save that restores cleanly, shaped like `items`; None if there
+    is none. A save that fails to restore (a torn or truncated file) is named in one warning line
+    and moved aside into CHECKPOINT_DIR/corrupt/ (never deleted), and the next newest is tried.
+    Multi-process jobs stop with one sentence instead (their processes must agree on the step)."""
+    for step in sorted(self.steps.all_steps(), reverse=True):
+      try:
+        restored = self.steps.restore(step, args=_restore_args(items))
+      except Exception as e:  # pylint: disable=broad-except  (orbax and tensorstore raise many kinds)
+        if jax.process_count() > 1:
+          raise UserError(f"checkpoint step {step} in {self.steps.directory} cannot be restored "
+                          f"({_first_line(e)}); move it aside and rerun") from None
+        moved = _move_aside(self.steps.directory, step)
+        warn(f"warning: checkpoint step {step} cannot be restored ({_first_line(e)}); moved it to "
+             f"{moved} and trying the previous one.")
+        self.steps.reload()
+        if self.best is not None and step in self.best.all_steps():
+          _move_aside(self.best.directory, step)
+          self.best.reload()
+        continue
+      return {name: restored[name] for name in items}, restored["meta"]
+    return None
 
   def close(self):
     for manager in (self.steps, self.best):
       if manager is not None:
         manager.wait_until_finished()
         manager.close()
+
+
+def _first_line(error):
+  text = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
+
+
+def _move_aside(manager_directory, step):
+  """Moves a step directory of a manager (steps/ or best/) to <checkpoint dir>/corrupt/."""
+  manager_directory = os.fspath(manager_directory)
+  target = os.path.join(os.path.dirname(manager_directory), "corrupt",
+                        f"{os.path.basename(manager_directory)}-{step}-{int(time.time())}")
+  os.makedirs(os.path.dirname(target), exist_ok=True)
+  shutil.move(os.path.join(manager_directory, str(step)), target)
+  return target
 
 
 def _manager_path(directory, which):
@@ -99,25 +136,35 @@ def available_steps(directory, which="latest"):
     return list(m.all_steps())
 
 
-def restore(directory, items, which="latest"):
-  """(items, meta) from a run's checkpoint directory: which = "latest", "best" or a step number;
-  None if there is no such save. `items` (a dict of pytrees) gives the structure, dtypes and
-  shardings to restore into."""
+def restore(directory, items, which="latest", warn=_warn):
+  """(items, meta) from a run's checkpoint directory, read only: which = "latest" (the newest save
+  that restores cleanly; the ones that do not are named in a warning line each), "best" or a step
+  number; None if there is no such save. `items` (a dict of pytrees) gives the structure, dtypes
+  and shardings to restore into."""
   path = _manager_path(directory, which)
   if not os.path.isdir(path):
     return None
   with _manager(path, create=False) as m:
-    if which in ("latest", "best"):  # best/ keeps a single checkpoint
-      step = m.latest_step()
-      if step is None:
-        return None
-    else:
-      step = int(which)
-      if step not in m.all_steps():
-        raise UserError(f"no checkpoint for step {step} in {path}; available steps: "
-                        f"{', '.join(map(str, sorted(m.all_steps()))) or 'none'}")
-    restored = m.restore(step, args=_restore_args(items))
-  return {name: restored[name] for name in items}, restored["meta"]
+    steps = sorted(m.all_steps(), reverse=True)
+    if which == "best":  # best/ keeps a single checkpoint
+      steps = steps[:1]
+    elif which != "latest":
+      if int(which) not in steps:
+        raise UserError(f"no checkpoint for step {which} in {path}; available steps: "
+                        f"{', '.join(map(str, sorted(steps))) or 'none'}")
+      steps = [int(which)]
+    for step in steps:
+      try:
+        restored = m.restore(step, args=_restore_args(items))
+      except Exception as e:  # pylint: disable=broad-except
+        if which != "latest":
+          raise UserError(f"checkpoint step {step} in {path} cannot be restored "
+                          f"({_first_line(e)})") from None
+        warn(f"warning: checkpoint step {step} in {path} cannot be restored ({_first_line(e)}); "
+             "using the previous one.")
+        continue
+      return {name: restored[name] for name in items}, restored["meta"]
+  return None
 
 
 def train_state_items(state):

@@ -9,16 +9,13 @@ import sys
 
 import ml_collections
 
-from rrd_jax import schema
+from rrd_jax import files, schema
 from rrd_jax.errors import UserError
 
 
 def write_run_config(path, config, extra):
   """WORKDIR/config.json: the resolved config plus run facts (dataset, vocabulary, checkpoints)."""
-  record = {"config": json.loads(config.to_json_best_effort()), **extra}
-  with open(path + ".tmp", "w", encoding="utf-8") as f:  # a crash never leaves it half-written
-    json.dump(record, f, indent=2)
-  os.replace(path + ".tmp", path)
+  files.write_json(path, {"config": json.loads(config.to_json_best_effort()), **extra})
 
 
 def read_run_config(workdir):
@@ -26,11 +23,11 @@ def read_run_config(workdir):
   path = os.path.join(os.path.expanduser(workdir), "config.json")
   if not os.path.exists(path):
     raise UserError(f"{path} does not exist: --workdir must be the directory of a training run")
-  try:
-    with open(path, encoding="utf-8") as f:
-      record = json.load(f)
-  except (OSError, ValueError) as e:
-    raise UserError(f"{path} cannot be read as a run's config ({e})") from None
+  record = files.read_json(path, "the run's config", "restore it from a copy of the run, or "
+                           "choose a new --workdir")
+  if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+    raise UserError(f"{path} is not an rrd_jax run's config.json (no 'config' section); "
+                    "--workdir must be the directory of a training run")
   config = ml_collections.ConfigDict(schema.upgrade(record.pop("config"), path))
   return config, record
 

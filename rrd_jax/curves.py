@@ -4,12 +4,11 @@ Used by the agent loop (learning_curve.png, a population's comparison) and rrd_j
 """
 
 import collections
-import json
 import os
 
 import numpy as np
 
-from rrd_jax import metrics, plots
+from rrd_jax import config_utils, metrics, plots
 from rrd_jax.errors import UserError
 
 plt = plots.plt
@@ -25,9 +24,7 @@ def read_curve(workdir):
 
 
 def _run_config(workdir):
-  path = os.path.join(workdir, "config.json")
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)["config"]
+  return config_utils.read_run_config(workdir)[0]
 
 
 def save_learning_curve(workdir):
@@ -65,6 +62,10 @@ def find_runs(paths):
 def group_runs(runs):
   """{label: [(workdir, steps, returns, seed)]}: by reward.kind (and env when several)."""
   configs = {run: _run_config(run) for run in runs}
+  for run, config in configs.items():
+    if "env" not in config or "reward" not in config:
+      raise UserError(f"{run} is not an agent run (configs/mujoco_rrd_sac.py); plot_runs compares "
+                      "the learning curves of agent runs")
   several_envs = len({c["env"]["name"] for c in configs.values()}) > 1
   groups = collections.defaultdict(list)
   for run, config in configs.items():

@@ -102,14 +102,11 @@ def translate(args):
     raise UserError(f"--rrd_reward_only False (the full RRD-SAC agent) needs an --env among "
                     f"{', '.join(schema.ENV_NAMES)}; LIBERO runs train the reward model only "
                     "(--rrd_reward_only True)")
-  episodes = args.rrd_batch_size // args.rrd_sample_size
-  if episodes < 1:
-    raise UserError(f"--rrd_batch_size {args.rrd_batch_size} must be at least --rrd_sample_size "
-                    f"{args.rrd_sample_size} (episodes per batch = their quotient)")
+  episodes = _episodes_per_batch(args)
   for name in ("epochs", "cycles"):
     if getattr(args, name) < 1:
       raise UserError(f"--{name} must be >= 1, got {getattr(args, name)}")
-  tag = args.tag or f"{args.alg}-{args.env}"
+  tag = _tag(args)
   num_steps = args.epochs * args.cycles
   overrides = {
       "data.dataset_dir": args.libero_dataset_path,
@@ -121,12 +118,31 @@ def translate(args):
       "train.num_steps": num_steps,
       "eval.every_steps": args.cycles,  # evaluate once per epoch
       "train.log_every_steps": max(1, min(50, args.cycles)),
-      "checkpoint.dir": os.path.join(args.checkpoint_dir, tag),
+      "checkpoint.dir": os.path.abspath(os.path.join(args.checkpoint_dir, tag)),
       "checkpoint.every_steps": args.save_freq * args.cycles,
       "checkpoint.save_final": args.save_final,
       "seed": args.seed,
   }
   return os.path.join("log", tag), overrides
+
+
+def _episodes_per_batch(args):
+  """rrd_batch_size // rrd_sample_size, the old tool's episodes per reward-model batch."""
+  if args.rrd_sample_size < 1:
+    raise UserError(f"--rrd_sample_size must be >= 1, got {args.rrd_sample_size}")
+  episodes = args.rrd_batch_size // args.rrd_sample_size
+  if episodes < 1:
+    raise UserError(f"--rrd_batch_size {args.rrd_batch_size} must be at least --rrd_sample_size "
+                    f"{args.rrd_sample_size} (episodes per batch = their quotient)")
+  return episodes
+
+
+def _tag(args):
+  """The run's name (log/<tag>/, <checkpoint_dir>/<tag>/): a name, never a path."""
+  tag = args.tag or f"{args.alg}-{args.env}"
+  if os.sep in tag or (os.altsep and os.altsep in tag) or tag in (".", ".."):
+    raise UserError(f"--tag {tag!r} must be a name, not a path (it names log/<tag>/)")
+  return tag
 
 
 def is_online(args):
@@ -160,14 +176,11 @@ def translate_online(args):
       raise UserError(f"--alg {args.alg} redistributes an episodic reward; use --env_type ep_rews "
                       "(or --alg sac for SAC on the dense reward)")
     kind = "dense"
-  episodes = args.rrd_batch_size // args.rrd_sample_size
-  if episodes < 1:
-    raise UserError(f"--rrd_batch_size {args.rrd_batch_size} must be at least --rrd_sample_size "
-                    f"{args.rrd_sample_size} (episodes per batch = their quotient)")
+  episodes = _episodes_per_batch(args)
   for name in ("epochs", "cycles", "iterations", "timesteps", "test_rollouts"):
     if getattr(args, name) < 1:
       raise UserError(f"--{name} must be >= 1, got {getattr(args, name)}")
-  tag = args.tag or f"{args.alg}-{args.env}"
+  tag = _tag(args)
   cycle_steps = args.iterations * args.timesteps
   overrides = {
       "reward.kind": kind,
@@ -182,7 +195,7 @@ def translate_online(args):
       "train.log_every_steps": cycle_steps,
       "eval.every_steps": cycle_steps,  # test rollouts once per cycle
       "eval.episodes": args.test_rollouts,
-      "checkpoint.dir": os.path.join(args.checkpoint_dir, tag),
+      "checkpoint.dir": os.path.abspath(os.path.join(args.checkpoint_dir, tag)),
       "checkpoint.every_steps": args.save_freq * args.cycles * cycle_steps,
       "checkpoint.save_final": args.save_final,
       "seed": args.seed,

@@ -13,6 +13,7 @@ In a multi-process job process 0 decides, writes files and speaks; every process
 """
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -21,7 +22,7 @@ import time
 
 import jax
 
-from rrd_jax import checkpoint, config_utils, interrupt, metrics, parallel
+from rrd_jax import checkpoint, config_utils, files, interrupt, metrics, parallel
 from rrd_jax.progress import progress_bar
 from rrd_jax.errors import UserError
 
@@ -29,6 +30,7 @@ from rrd_jax.errors import UserError
 RESUMABLE_CHANGES = ("train.num_steps", "train.total_env_steps", "checkpoint.overwrite",
                      "profile.start_step", "profile.num_steps", "profile.dir", "profile.server_port")
 RUN_FILES = ("config.json", "metrics.jsonl", "final_metrics.json", "tensorboard", "checkpoints")
+LOCK_FILE = ".rrd_jax.lock"
 FINAL_METRICS = "final_metrics.json"
 
 
@@ -50,33 +52,57 @@ def config_differences(old_config, new_config):
           if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)]
 
 
+def checkpoint_dir(workdir, configured):
+  """The absolute checkpoint directory: `configured` (checkpoint.dir, or a run's recorded
+  checkpoint_dir) resolved against the workdir, WORKDIR/checkpoints when empty."""
+  return os.path.abspath(os.path.join(workdir, os.path.expanduser(configured or "checkpoints")))
+
+
+def _inside(path, directory):
+  return os.path.commonpath([path, directory]) == directory
+
+
 def _archive(workdir, facts):
+  """Moves the run's files into WORKDIR/archived/<time>/; touches nothing outside the workdir."""
   stamp = time.strftime("%Y%m%d-%H%M%S")
   target = os.path.join(workdir, "archived", stamp)
+  old_checkpoints = checkpoint_dir(workdir, facts.get("checkpoint_dir"))
+  if not _inside(old_checkpoints, workdir):
+    raise UserError(f"checkpoint.overwrite=True cannot move the old run's checkpoints in "
+                    f"{old_checkpoints}: they are outside the workdir {workdir}; move them "
+                    "yourself or choose a new --workdir")
   os.makedirs(target)
-  for name in RUN_FILES:
-    if os.path.exists(os.path.join(workdir, name)):
+  for name in RUN_FILES + (os.path.relpath(old_checkpoints, workdir),):
+    if os.path.exists(os.path.join(workdir, name)) and not os.path.exists(
+        os.path.join(target, name)):
+      os.makedirs(os.path.dirname(os.path.join(target, name)), exist_ok=True)
       shutil.move(os.path.join(workdir, name), os.path.join(target, name))
-  checkpoint_dir = facts.get("checkpoint_dir")
-  if checkpoint_dir and os.path.exists(checkpoint_dir):
-    shutil.move(checkpoint_dir, f"{checkpoint_dir.rstrip(os.sep)}.archived-{stamp}")
   return target
 
 
-def prepare_workdir(workdir, config, log=print):
-  """Creates or checks `workdir`; returns (absolute workdir, resume?)."""
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  if os.path.exists(os.path.join(workdir, "config.json")):
-    old_config, facts = config_utils.read_run_config(workdir)
-    differences = config_differences(old_config, config)
-    if not differences:
-      return workdir, True
-    if not config.checkpoint.overwrite:
-      raise UserError(f"workdir {workdir} holds a run with a different config "
-                      f"({'; '.join(differences[:3])}{'; ...' if len(differences) > 3 else ''}); "
-                      "choose a new --workdir, or pass --config.checkpoint.overwrite=True to move "
-                      "the old run aside")
-    log(f"Moved the previous run in {workdir} to {_archive(workdir, facts)}.")
+def lock_workdir(workdir):
+  """An exclusive lock on WORKDIR/.rrd_jax.lock (with this process's pid in it), held until the
+  returned descriptor is closed; the kernel releases it when the process dies, even on kill -9.
+  UserError naming the holder's pid when another process holds it. None where the file system
+  cannot lock (the run goes on unguarded)."""
+  path = os.path.join(workdir, LOCK_FILE)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+    os.close(fd)
+    raise UserError(f"workdir {workdir} is in use by another trainer (pid {holder}); wait for it "
+                    "to finish or stop it, or choose another --workdir") from None
+  except OSError:
+    os.close(fd)
+    return None
+  os.ftruncate(fd, 0)
+  os.write(fd, f"{os.getpid()}\n".encode())
+  return fd
+
+
+def _make_workdir(workdir):
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UserError(f"workdir {workdir} exists and is not a directory")
   try:
@@ -85,7 +111,31 @@ def prepare_workdir(workdir, config, log=print):
     raise UserError(f"workdir {workdir} cannot be created ({e.strerror})") from None
   if not os.access(workdir, os.W_OK):
     raise UserError(f"workdir {workdir} is not writable")
-  return workdir, False
+
+
+def prepare_workdir(workdir, config, log=print):
+  """Creates or checks `workdir` and locks it (one trainer per workdir); returns (absolute
+  workdir, resume?, the lock's descriptor). A refused workdir is left untouched."""
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  differences, facts = [], {}
+  if os.path.exists(os.path.join(workdir, "config.json")):
+    old_config, facts = config_utils.read_run_config(workdir)
+    differences = config_differences(old_config, config)
+    if differences and not config.checkpoint.overwrite:
+      raise UserError(f"workdir {workdir} holds a run with a different config "
+                      f"({'; '.join(differences[:3])}{'; ...' if len(differences) > 3 else ''}); "
+                      "choose a new --workdir, or pass --config.checkpoint.overwrite=True to move "
+                      "the old run aside")
+  _make_workdir(workdir)
+  lock = lock_workdir(workdir)
+  try:
+    if differences:
+      log(f"Moved the previous run in {workdir} to {_archive(workdir, facts)}.")
+  except BaseException:
+    if lock is not None:
+      os.close(lock)
+    raise
+  return workdir, bool(facts) and not differences, lock
 
 
 def truncate_metrics(workdir, last_step):
@@ -94,9 +144,8 @@ def truncate_metrics(workdir, last_step):
   if not os.path.exists(path):
     return
   kept = [json.dumps(row) for row in metrics.read_rows(workdir) if row.get("step", 0) <= last_step]
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
+  with files.atomic_open(path, encoding="utf-8") as f:
     f.write("".join(line + "\n" for line in kept))
-  os.replace(path + ".tmp", path)
 
 
 def crossed(before, after, every):
@@ -142,28 +191,35 @@ class Run:
     self.config, self.unit = config, unit
     self.main = parallel.is_main_process()
     self.log = log if self.main else (lambda *_: None)  # process 0 speaks for the job
+    self.lock = None  # the workdir lock (process 0)
+    self._existed = os.path.isdir(os.path.abspath(os.path.expanduser(workdir)))
     if self.main:
-      self.workdir, resume = prepare_workdir(workdir, config, log=self.log)
+      self.workdir, resume, self.lock = prepare_workdir(workdir, config, log=self.log)
     else:
       self.workdir, resume = os.path.abspath(os.path.expanduser(workdir)), False
     self.resume = bool(parallel.broadcast_from_main(resume))
-    self.checkpoint_dir = os.path.abspath(os.path.expanduser(
-        config.checkpoint.dir or os.path.join(self.workdir, "checkpoints")))
+    self.checkpoint_dir = checkpoint_dir(self.workdir, config.checkpoint.dir)
     self.dirs, self.loggers, self.bar, self.checkpointer = [self.workdir], [], None, None
     self.clock = Clock()
 
   # --- files ---
   def write_config(self, facts, members=()):
     """WORKDIR/config.json (the resolved config + run facts), and one per (dir, config) member of
-    a population (with population_workdir)."""
+    a population. Paths inside the workdir are recorded relative to the file's directory, so a
+    copied or moved workdir is self-contained."""
     if not self.main:
       return
-    facts = dict(facts, checkpoint_dir=self.checkpoint_dir)
-    config_utils.write_run_config(os.path.join(self.workdir, "config.json"), self.config, facts)
+
+    def relative(path, directory):
+      return os.path.relpath(path, directory) if _inside(path, self.workdir) else path
+
+    config_utils.write_run_config(os.path.join(self.workdir, "config.json"), self.config, dict(
+        facts, checkpoint_dir=relative(self.checkpoint_dir, self.workdir)))
     for directory, member_config in members:
       os.makedirs(directory, exist_ok=True)
-      config_utils.write_run_config(os.path.join(directory, "config.json"), member_config,
-                                    dict(facts, population_workdir=self.workdir))
+      config_utils.write_run_config(os.path.join(directory, "config.json"), member_config, dict(
+          facts, checkpoint_dir=relative(self.checkpoint_dir, directory),
+          population_workdir=relative(self.workdir, directory)))
 
   def meta(self, **fields):
     """A checkpoint's JSON record: `fields` plus the resolved config."""
@@ -203,11 +259,8 @@ class Run:
     paths = [os.path.join(d, FINAL_METRICS) for d in self.dirs]
     if start_step < total or not all(map(os.path.exists, paths)):
       return None
-    rows = []
-    for path in paths:
-      with open(path, encoding="utf-8") as f:
-        rows.append(json.load(f))
-    return rows
+    return [files.read_json(path, "the final metrics", "delete it and rerun the same command to "
+                            "evaluate the final checkpoint again") for path in paths]
 
   # --- endings ---
   def stop_requests(self):
@@ -233,16 +286,20 @@ class Run:
     self.close()
     if self.main:
       for directory, row in zip(self.dirs, rows):
-        with open(os.path.join(directory, FINAL_METRICS), "w", encoding="utf-8") as f:
-          json.dump(row, f, indent=2)
+        files.write_json(os.path.join(directory, FINAL_METRICS), row)
 
   def __enter__(self):
     return self
 
   def __exit__(self, exc_type, *_):
-    """A run that fails still closes: in-flight saves finish, logs are flushed."""
+    """A run that fails still closes: in-flight saves finish, logs are flushed; one that failed
+    before writing anything leaves nothing behind, not even its lock file."""
     if exc_type is not None:
       self.close()
+      if self.main and os.path.isdir(self.workdir) and os.listdir(self.workdir) == [LOCK_FILE]:
+        os.remove(os.path.join(self.workdir, LOCK_FILE))
+        if not self._existed:
+          os.rmdir(self.workdir)
     return False
 
   def close(self):
@@ -252,4 +309,6 @@ class Run:
       self.checkpointer.close()
     for logger in self.loggers:
       logger.close()
-    self.bar, self.checkpointer, self.loggers = None, None, []
+    if self.lock is not None:
+      os.close(self.lock)  # releases the workdir
+    self.bar, self.checkpointer, self.loggers, self.lock = None, None, [], None

@@ -155,6 +155,22 @@ class RewardNet(nn.Module):
     return nn.Dense(1, dtype=self.dtype)(x)[..., 0].astype(jnp.float32)
 
 
+def activation_bytes_per_step(model_config, image_size):
+  """A rough upper estimate of the float32 activations one training step (one sampled frame)
+  keeps for the backward pass: each conv layer's input windows and output, for every trunk,
+  and the MLP's layers, x3 (forward values, their gradients, workspace)."""
+  floats = 4 * max(model_config.hidden_sizes)
+  if model_config.kind == "pixel":
+    size, channels = image_size, 3 * (2 if model_config.frame_diff else 1)
+    trunk = 0
+    for features, kernel, stride in TRUNK_LAYERS:
+      size = (size - kernel) // stride + 1
+      trunk += size * size * (kernel * kernel * channels + features)
+      channels = features
+    floats += trunk * (2 if model_config.use_wrist else 1)
+  return 3 * 4 * floats
+
+
 def build_model(model_config, num_instructions=1):
   return RewardNet(kind=model_config.kind, frame_diff=model_config.frame_diff,
                    use_wrist=model_config.use_wrist, use_instruction=model_config.use_instruction,

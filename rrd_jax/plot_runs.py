@@ -8,12 +8,27 @@ reached. --summary writes, per group, the final mean / std / per-run returns as 
 """
 
 import argparse
-import json
+import os
 import sys
 
-from rrd_jax import plots
+from rrd_jax import files, plots
 from rrd_jax.curves import comparison_figure, find_runs, group_runs, summary
 from rrd_jax.errors import UserError, cli_main
+
+def _check_output(path, figure=False):
+  """Refuses, before any work, an output whose directory is missing or whose format matplotlib
+  cannot write."""
+  directory = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(directory):
+    raise UserError(f"the directory of {path} does not exist; create it or choose another path")
+  if figure:
+    formats = plots.plt.figure().canvas.get_supported_filetypes()
+    plots.plt.close("all")
+    suffix = os.path.splitext(path)[1].lstrip(".").lower()
+    if suffix not in formats:
+      raise UserError(f"--out {path}: a figure is written as one of "
+                      f"{', '.join(sorted(formats))} (by its suffix)")
+
 
 @cli_main
 def main(argv=None):
@@ -24,14 +39,16 @@ def main(argv=None):
   parser.add_argument("--summary", default="", help="also write the per-group summary JSON here")
   parser.add_argument("--title", default="")
   args = parser.parse_args(argv)
+  _check_output(args.out, figure=True)
+  if args.summary:
+    _check_output(args.summary)
   groups = group_runs(find_runs(args.runs))
   if not groups:
     raise UserError("none of the given runs has an evaluation in its metrics.jsonl yet")
   plots.save(comparison_figure(groups, args.title), args.out)
   result = summary(groups)
   if args.summary:
-    with open(args.summary, "w", encoding="utf-8") as f:
-      json.dump(result, f, indent=2)
+    files.write_json(args.summary, result)
   for label, row in result.items():
     print(f"{label}: {row['final_return_mean']:.1f} +- {row['final_return_std']:.1f} at "
           f"{row['env_steps']} env steps over {row['runs']} run(s)")

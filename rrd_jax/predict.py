@@ -14,15 +14,13 @@ Writes to OUT:
 """
 
 import csv
-import json
 import os
-import sys
 
 import jax
 import numpy as np
 from absl import flags
 
-from rrd_jax import config_utils, evaluation, parallel, plots, reward_setup, schema
+from rrd_jax import config_utils, evaluation, files, parallel, plots, reward_setup, schema
 from rrd_jax import step as step_lib
 from rrd_jax.data import pipeline, returns, source
 from rrd_jax.errors import UserError, run_app
@@ -48,7 +46,7 @@ def write_predictions(out_dir, index, predicted, true, true_returns):
            episode_return_pred=predicted_returns,
            episode_file_path=np.asarray(index.file_paths, dtype=str),
            episode_instruction=np.asarray(index.instructions, dtype=str))
-  with open(os.path.join(out_dir, "returns.csv"), "w", newline="", encoding="utf-8") as f:
+  with files.atomic_open(os.path.join(out_dir, "returns.csv"), newline="", encoding="utf-8") as f:
     writer = csv.writer(f)
     writer.writerow(["episode", "file_path", "length", "return_true", "return_pred", "instruction"])
     for e in episode_ids:
@@ -139,16 +137,33 @@ class RunPredictor:
                                        progress=progress)
 
 
+INCOMPLETE = ".incomplete"  # in OUT while predict writes it; removed once everything is written
+
+
+def _refuse_out_dir(out_dir):
+  """--out must be new or empty: never a dataset, another tool's files or a finished output."""
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise UserError(f"--out {out_dir} exists and is not a directory")
+  if not os.path.isdir(out_dir) or not os.listdir(out_dir):
+    return
+  if os.path.exists(os.path.join(out_dir, "dataset_info.json")):
+    raise UserError(f"--out {out_dir} is an RLDS dataset; choose a new --out")
+  if os.path.exists(os.path.join(out_dir, INCOMPLETE)):
+    raise UserError(f"output directory {out_dir} holds an incomplete prediction (interrupted); "
+                    "delete it and rerun the same command, or choose a new --out")
+  if os.path.exists(os.path.join(out_dir, "summary.json")):
+    raise UserError(f"output directory {out_dir} already holds predictions; choose a new --out")
+  raise UserError(f"output directory {out_dir} is not empty; choose a new --out")
+
+
 def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, checkpoint_name="", plot=True,
                     log=print):
   out_dir = os.path.abspath(os.path.expanduser(out_dir))
-  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-    raise UserError(f"--out {out_dir} exists and is not a directory")
-  if os.path.exists(os.path.join(out_dir, "returns.csv")):
-    raise UserError(f"output directory {out_dir} already holds predictions; choose a new --out")
+  _refuse_out_dir(out_dir)
   predictor = RunPredictor(workdir, dataset_dir, batch_size, checkpoint_name)
   try:
     os.makedirs(out_dir, exist_ok=True)
+    open(os.path.join(out_dir, INCOMPLETE), "w", encoding="utf-8").close()
   except OSError as e:
     raise UserError(f"output directory {out_dir} cannot be created ({e.strerror})") from None
   index = predictor.index
@@ -161,11 +176,12 @@ def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, checkpoint_n
   write_predictions(out_dir, index, predicted, true, true_returns)
   stats = evaluation.reward_statistics(predicted, true, true_returns)
   stats["per_instruction"] = per_instruction_summary(index, predicted, true_returns)
-  with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
-    json.dump({"workdir": predictor.workdir, "dataset_dir": predictor.dataset_dir,
-               "checkpoint_step": predictor.step, **stats}, f, indent=2)
+  files.write_json(os.path.join(out_dir, "summary.json"), {
+      "workdir": predictor.workdir, "dataset_dir": predictor.dataset_dir,
+      "checkpoint_step": predictor.step, **stats})
   if plot:
     write_plots(os.path.join(out_dir, "plots"), index, predicted, true, true_returns)
+  os.remove(os.path.join(out_dir, INCOMPLETE))
   stats.pop("per_instruction")
   log(f"Wrote {out_dir}: " + ", ".join(f"{k}={v:.4g}" for k, v in stats.items()))
   return stats

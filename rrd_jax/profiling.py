@@ -18,7 +18,7 @@ class StepProfiler:
     self.log = log
     if profile_config.server_port:
       jax.profiler.start_server(profile_config.server_port)
-      log(f"Profiler server listening on port {profile_config.server_port}.")
+      log(f"Profiler server listening on port {profile_config.server_port} (all interfaces).")
 
   @property
   def enabled(self):

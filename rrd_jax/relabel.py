@@ -20,7 +20,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import flags
 
-from rrd_jax import predict
+from rrd_jax import files, predict
 from rrd_jax.data import rlds
 from rrd_jax.errors import UserError, run_app
 from rrd_jax.progress import progress_bar
@@ -71,7 +71,7 @@ def _check_out_dir(out_dir, request):
     try:
       with open(progress_path, encoding="utf-8") as f:
         previous = json.load(f)["request"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):  # torn by a crash: a fresh start is safe
       previous = None
     if previous != request:
       raise UserError(f"output directory {out_dir} holds an unfinished relabelling of another "
@@ -79,8 +79,7 @@ def _check_out_dir(out_dir, request):
     return True
   try:
     os.makedirs(out_dir, exist_ok=True)
-    with open(progress_path, "w", encoding="utf-8") as f:
-      json.dump({"request": request}, f, indent=2)
+    files.write_json(progress_path, {"request": request})
   except OSError as e:
     raise UserError(f"output directory {out_dir} cannot be written ({e.strerror})") from None
   return False
@@ -91,6 +90,10 @@ def relabel_dataset(workdir, dataset_dir, out_dir, replace_reward=False, batch_s
   out_dir = os.path.abspath(os.path.expanduser(out_dir))
   _refuse_out_dir(out_dir)
   predictor = RunPredictor(workdir, dataset_dir, batch_size, checkpoint_name)
+  source = os.path.realpath(predictor.dataset_dir)
+  if os.path.commonpath([os.path.realpath(out_dir), source]) == source:
+    raise UserError(f"--out {out_dir} is inside the source dataset {predictor.dataset_dir}; "
+                    "choose a directory outside it")
   request = {"workdir": predictor.workdir, "dataset_dir": predictor.dataset_dir,
              "checkpoint_step": predictor.step, "replace_reward": bool(replace_reward)}
   resumed = _check_out_dir(out_dir, request)
@@ -130,9 +133,7 @@ def relabel_dataset(workdir, dataset_dir, out_dir, replace_reward=False, batch_s
     split["shardLengths"] = [str(kept.get(n, 0)) for n in names]
   info["description"] = (info.get("description", "") +
                          f"\n\nRelabelled by rrd_jax: steps/{LEARNED_REWARD} from {workdir}.")
-  with open(os.path.join(out_dir, "dataset_info.json.tmp"), "w", encoding="utf-8") as f:
-    json.dump(info, f, indent=2)
-  os.replace(os.path.join(out_dir, "dataset_info.json.tmp"), os.path.join(out_dir, "dataset_info.json"))
+  files.write_json(os.path.join(out_dir, "dataset_info.json"), info)
   os.remove(os.path.join(out_dir, PROGRESS_FILE))
   log(f"Wrote {out_dir} (open with tfds.builder_from_directory).")
   return out_dir

@@ -10,7 +10,7 @@ Writes WORKDIR/config.json, metrics.jsonl, tensorboard/, final_metrics.json and 
 import jax
 import numpy as np
 
-from rrd_jax import checkpoint, evaluation, lifecycle, parallel, plots, profiling, schema
+from rrd_jax import checkpoint, evaluation, lifecycle, models, parallel, plots, profiling, schema
 from rrd_jax import reward_setup, steppers
 from rrd_jax import step as step_lib
 from rrd_jax.data import pipeline, returns
@@ -111,10 +111,38 @@ def _make_mesh(config):
   return mesh
 
 
-def _setup(run, config):
-  """(data, mesh, restored TrainState, first step) of a new or resumed run."""
+def _available_bytes(device):
+  """Memory one device can give a batch: the accelerator's limit, or the host's available RAM."""
+  try:
+    stats = device.memory_stats()
+  except Exception:  # pylint: disable=broad-except  (backends without memory statistics)
+    stats = None
+  if stats and stats.get("bytes_limit"):
+    return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+  try:
+    with open("/proc/meminfo", encoding="utf-8") as f:
+      info = dict(line.split(":", 1) for line in f)
+    return int(info["MemAvailable"].split()[0]) * 1024
+  except (OSError, KeyError, ValueError):
+    return None
+
+
+def _check_batch_fits(config, mesh):
+  """Refuses, before any data is read, a batch whose estimated activations exceed a device."""
+  steps = config.rrd.episodes_per_batch * config.rrd.sample_size // mesh.devices.size
+  needed = steps * models.activation_bytes_per_step(config.model, config.data.image_size)
+  available = _available_bytes(jax.local_devices()[0])
+  if available is not None and needed > available:
+    raise UserError(
+        f"a batch of rrd.episodes_per_batch={config.rrd.episodes_per_batch} x "
+        f"rrd.sample_size={config.rrd.sample_size} steps needs about {needed / 2**30:.1f} GiB of "
+        f"activations per device (estimate), more than the {available / 2**30:.1f} GiB available; "
+        "lower rrd.sample_size, rrd.episodes_per_batch or data.image_size, or use more devices")
+
+
+def _setup(run, config, mesh):
+  """(data, restored TrainState, first step) of a new or resumed run."""
   data = reward_setup.open_training_data(config, log=run.log)
-  mesh = _make_mesh(config)
   summary, (state_size, action_size) = data.summary(), data.input_sizes()
   run.write_config({"dataset": summary, "instruction_vocabulary": data.vocab,
                     "input_sizes": {"state": state_size, "action": action_size},
@@ -134,7 +162,7 @@ def _setup(run, config):
   if run.resume:
     run.log(f"Resuming the run in {run.workdir} from step {start_step}" +
             (f" (checkpoint in {run.checkpoint_dir})." if meta else " (no checkpoint yet)."))
-  return data, mesh, state, start_step
+  return data, state, start_step
 
 
 def _meta(run, config, step):
@@ -199,13 +227,15 @@ def train_and_evaluate(config, workdir, log=print):
   bitwise the same as an uninterrupted run (the batch at step s depends only on (seed, s)).
   """
   schema.validate_reward_model(config)
+  mesh = _make_mesh(config)
+  _check_batch_fits(config, mesh)
   with lifecycle.Run(config, workdir, log=log) as run:
-    return _run(run, config)
+    return _run(run, config, mesh)
 
 
-def _run(run, config):
+def _run(run, config, mesh):
   """Setup, the steps, then the final evaluation and save: the final held-out metrics."""
-  data, mesh, state, start_step = _setup(run, config)
+  data, state, start_step = _setup(run, config, mesh)
   num_steps = config.train.num_steps
   evaluator = Evaluator(config, data, mesh, state.apply_fn)
   stepper = steppers.make_stepper(config, data, mesh, start_step, log=run.log)

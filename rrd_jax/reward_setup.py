@@ -13,7 +13,7 @@ import os
 import jax
 import numpy as np
 
-from rrd_jax import checkpoint, config_utils, parallel
+from rrd_jax import checkpoint, config_utils, lifecycle, parallel
 from rrd_jax import step as step_lib
 from rrd_jax.data import pipeline, rlds, source
 from rrd_jax.errors import UserError
@@ -83,7 +83,7 @@ def restore_run_state(workdir, which="latest", sharding=None):
   vocab = facts.get("instruction_vocabulary") or [source.UNKNOWN_INSTRUCTION]
   state = step_lib.create_train_state(config, len(vocab), state_size, action_size,
                                       rng=jax.random.PRNGKey(0), sharding=sharding)
-  checkpoint_dir = facts["checkpoint_dir"]
+  checkpoint_dir = lifecycle.checkpoint_dir(workdir, facts["checkpoint_dir"])
   if not os.path.isdir(checkpoint_dir):
     raise UserError(f"run {workdir} has no checkpoint directory {checkpoint_dir}")
   restored = checkpoint.restore_train_state(checkpoint_dir, state, which)

@@ -56,6 +56,30 @@ def _one_of(value, allowed, field):
   _check(value in allowed, f"{field} must be one of {', '.join(allowed)}, got {value!r}")
 
 
+def _layer_sizes(value, field):
+  """A non-empty sequence of positive integers, e.g. (256, 256)."""
+  sizes = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+  _check(len(sizes) >= 1 and all(isinstance(h, int) and not isinstance(h, bool) and h >= 1
+                                 for h in sizes),
+         f"{field} must be positive layer sizes such as (256, 256), got {value!r}")
+
+
+def _common(config):
+  """Fields both config files share, with the same meaning."""
+  _check(isinstance(config.seed, int) and config.seed >= 0,
+         f"seed must be an integer >= 0, got {config.seed!r}")
+  _check(config.optim.learning_rate > 0,
+         f"optim.learning_rate must be > 0, got {config.optim.learning_rate}")
+  _check(config.optim.grad_clip_norm >= 0,
+         f"optim.grad_clip_norm must be >= 0 (0 = off), got {config.optim.grad_clip_norm}")
+  _check(config.train.log_every_steps >= 1,
+         f"train.log_every_steps must be >= 1, got {config.train.log_every_steps}")
+  _check(config.eval.every_steps >= 1,
+         f"eval.every_steps must be >= 1, got {config.eval.every_steps}")
+  _validate_rrd(config.rrd)
+  _validate_checkpoint(config.checkpoint)
+
+
 def is_checkpoint_name(name):
   """"latest", "best" or a step number."""
   return str(name) in CHECKPOINT_NAMES or str(name).isdigit()
@@ -132,7 +156,7 @@ def validate(config):
 def validate_reward_model(config):
   """configs/libero_rrd.py's fields."""
   rrd, data, model, train = config.rrd, config.data, config.model, config.train
-  _validate_rrd(rrd)
+  _common(config)
   _check(not rrd.bias_correction or rrd.sample_size >= 2,
          f"rrd.bias_correction needs rrd.sample_size >= 2, got {rrd.sample_size}")
   _check(data.image_size > 0, f"data.image_size must be > 0, got {data.image_size}")
@@ -145,17 +169,23 @@ def validate_reward_model(config):
   _one_of(data.cache, CACHE_KINDS, "data.cache")
   _one_of(model.kind, MODEL_KINDS, "model.kind")
   _one_of(model.dtype, DTYPE_NAMES, "model.dtype")
+  _layer_sizes(model.hidden_sizes, "model.hidden_sizes")
+  _check(model.instruction_dim >= 1,
+         f"model.instruction_dim must be >= 1, got {model.instruction_dim}")
+  _check(data.num_parallel_calls == -1 or data.num_parallel_calls >= 1,
+         f"data.num_parallel_calls must be -1 (automatic) or >= 1, got {data.num_parallel_calls}")
   _check(train.num_steps >= 0, f"train.num_steps must be >= 0, got {train.num_steps}")
-  for field, value in (("train.log_every_steps", train.log_every_steps),
-                       ("eval.every_steps", config.eval.every_steps),
-                       ("train.predict_batch_size", train.predict_batch_size)):
-    _check(value >= 1, f"{field} must be >= 1, got {value}")
-  _check(config.optim.learning_rate > 0,
-         f"optim.learning_rate must be > 0, got {config.optim.learning_rate}")
-  _validate_checkpoint(config.checkpoint)
+  _check(train.predict_batch_size >= 1,
+         f"train.predict_batch_size must be >= 1, got {train.predict_batch_size}")
+  _check(config.eval.batches >= 1, f"eval.batches must be >= 1, got {config.eval.batches}")
+  _check(config.eval.episodes >= 0,
+         f"eval.episodes must be >= 0 (0 = none), got {config.eval.episodes}")
   _check(config.profile.start_step >= 0 and config.profile.num_steps >= 1,
          f"profile.start_step must be >= 0 and profile.num_steps >= 1, got "
          f"{config.profile.start_step} and {config.profile.num_steps}")
+  _check(0 <= config.profile.server_port <= 65535,
+         f"profile.server_port must be a port in 1..65535 (0 = off), got "
+         f"{config.profile.server_port}")
   _validate_returns(config)
   _validate_embedded(data)
 
@@ -226,9 +256,8 @@ def validate_agent(config):
   _check(config.population.seeds >= 1,
          f"population.seeds must be >= 1, got {config.population.seeds}")
   _validate_sac(config.sac)
-  _validate_rrd(config.rrd)
-  _check(config.optim.learning_rate > 0,
-         f"optim.learning_rate must be > 0, got {config.optim.learning_rate}")
+  _common(config)
+  _layer_sizes(config.rrd.hidden_sizes, "rrd.hidden_sizes")
   _check("rrd_lrd" not in reward_kinds(config) or config.rrd.sample_size >= 2,
          f"bias correction (reward.kind rrd_lrd) needs rrd.sample_size >= 2, "
          f"got {config.rrd.sample_size}")
@@ -244,11 +273,7 @@ def validate_agent(config):
          f"train.env_steps_per_call must be a positive multiple of env.num_envs ({e.num_envs}), "
          f"got {t.env_steps_per_call}")
   _check(t.updates_per_call >= 0, f"train.updates_per_call must be >= 0, got {t.updates_per_call}")
-  _check(t.log_every_steps >= 1, f"train.log_every_steps must be >= 1, got {t.log_every_steps}")
-  _check(config.eval.every_steps >= 1,
-         f"eval.every_steps must be >= 1, got {config.eval.every_steps}")
   _check(config.eval.episodes >= 1, f"eval.episodes must be >= 1, got {config.eval.episodes}")
-  _validate_checkpoint(config.checkpoint)
 
 
 def _validate_sac(s):
@@ -260,7 +285,6 @@ def _validate_sac(s):
   _check(s.init_alpha > 0, f"sac.init_alpha must be > 0, got {s.init_alpha}")
   _check(s.batch_size >= 1, f"sac.batch_size must be >= 1, got {s.batch_size}")
   _check(s.num_critics >= 1, f"sac.num_critics must be >= 1, got {s.num_critics}")
-  _check(len(s.hidden_sizes) >= 1 and all(h >= 1 for h in s.hidden_sizes),
-         f"sac.hidden_sizes must be positive layer sizes, got {tuple(s.hidden_sizes)}")
+  _layer_sizes(s.hidden_sizes, "sac.hidden_sizes")
   _check(s.log_std_min < s.log_std_max,
          f"sac.log_std_min must be < sac.log_std_max, got {s.log_std_min} and {s.log_std_max}")

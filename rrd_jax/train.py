@@ -53,7 +53,7 @@ def main():
     try:
       resolved = config.value
       resolved.get("rrd")  # a config file that failed to load raises here
-    except OSError as e:
+    except OSError:
       raise UserError(f"config file {flags.FLAGS['config'].serialize().split('=', 1)[-1]} "
                       "cannot be loaded (missing or unreadable)") from None
     if schema.run_kind(resolved) == "reward_model":  # multi-process jobs

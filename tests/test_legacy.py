@@ -58,7 +58,8 @@ def test_seed_command_mapping():
   assert config.data.dataset_dir == "/data/with space/libero_10_no_noops/1.0.0"
   assert config.rrd.loss_form == "return"
   assert config.checkpoint.every_steps == 2 * 50  # --save_freq is in epochs
-  assert config.checkpoint.dir == os.path.join("log/checkpoints", "pretrain_RRD_Libero10")
+  assert config.checkpoint.dir == os.path.abspath(os.path.join("log/checkpoints",
+                                                             "pretrain_RRD_Libero10"))
   assert config.checkpoint.save_final is True
   schema.validate(config)
 
@@ -98,7 +99,8 @@ def test_episodes_per_batch(batch, sample, episodes):
 def test_defaults_without_tag():
   workdir, overrides = translate(["--libero_dataset_path", "/d/1.0.0"])
   assert workdir == os.path.join("log", "rrd-libero-10")
-  assert overrides["checkpoint.dir"] == os.path.join("log/checkpoints", "rrd-libero-10")
+  assert overrides["checkpoint.dir"] == os.path.abspath(os.path.join("log/checkpoints",
+                                                                    "rrd-libero-10"))
   assert overrides["checkpoint.every_steps"] == 0  # --save_freq 0: no periodic checkpoints
   schema.validate(config_utils.load_config(overrides=overrides))
 
@@ -205,12 +207,13 @@ def legacy_run(tiny_dataset_dir, repo_root, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_legacy_run_succeeds_and_prints_equivalent_command(legacy_run):
+def test_legacy_run_succeeds_and_prints_equivalent_command(legacy_run, monkeypatch):
   import jax  # pylint: disable=import-outside-toplevel
 
-  _, argv, _, result = legacy_run
+  cwd, argv, _, result = legacy_run
   assert result.returncode == 0, result.stdout + result.stderr
   assert "Traceback" not in result.stderr
+  monkeypatch.chdir(cwd)  # the checkpoint directory is made absolute from the run's cwd
   workdir, overrides = translate(argv)
   assert legacy.new_style_command(workdir, overrides) in result.stdout
   assert "python -m rrd_jax.train" in result.stdout

@@ -101,3 +101,11 @@ def test_interrupted_relabel_resumes(run, tiny_dataset_dir, tmp_path, monkeypatc
       r.SerializeToString() for r in records(reference)]
   with pytest.raises(UserError, match="already holds a dataset"):
     relabel.relabel_dataset(workdir, tiny_dataset_dir, out, log=lambda *_: None)
+
+
+def test_relabel_refuses_an_out_inside_the_source(run, tiny_dataset_dir):
+  from rrd_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+  inside = os.path.join(tiny_dataset_dir, "relabelled")
+  with pytest.raises(UserError, match="is inside the source dataset"):
+    relabel.relabel_dataset(run[0], tiny_dataset_dir, inside, log=lambda *_: None)
+  assert not os.path.exists(inside)

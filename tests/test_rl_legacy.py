@@ -62,7 +62,7 @@ def test_reference_flags_and_checkpoints(repo_root, monkeypatch):
   assert config.optim.learning_rate == 1e-3 and config.eval.episodes == 5
   assert config.train.updates_per_call == 50 and config.rrd.episodes_per_batch == 4
   assert config.checkpoint.every_steps == 100 * 100 * 100  # --save_freq 1 epoch
-  assert config.checkpoint.dir == os.path.join("log/checkpoints", "hop")
+  assert config.checkpoint.dir == os.path.abspath(os.path.join("log/checkpoints", "hop"))
   assert config.checkpoint.save_final is True and config.seed == 4
 
 
@@ -106,3 +106,14 @@ def test_cli_runs_the_full_agent(repo_root, tmp_path):
   assert "--config.reward.kind=dense" in parts and "--config.train.total_env_steps=400" in parts
   assert os.path.exists(os.path.join(tmp_path, "log", "p", "metrics.jsonl"))
   assert os.path.isdir(os.path.join(tmp_path, "ckpts", "p", "steps"))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--tag", "../../x"], "must be a name, not a path"),
+    (["--rrd_sample_size", "0"], "--rrd_sample_size must be >= 1, got 0"),
+    (["--env", "Hopper-v5", "--rrd_sample_size", "0"], "--rrd_sample_size must be >= 1, got 0"),
+])
+def test_bad_legacy_flags_are_one_sentence(argv, message):
+  args = legacy.make_parser().parse_args(argv)
+  with pytest.raises(UserError, match=message):
+    (legacy.translate_online if legacy.is_online(args) else legacy.translate)(args)

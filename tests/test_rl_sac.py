@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrd_jax.rl import learner, population, replay, sac
+from rrd_jax.rl import learner, population, sac
 from tests.rl_helpers import filled_buffer, make_episode, online_config
 
 OBS, ACT, BATCH = 3, 2, 5

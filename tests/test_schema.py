@@ -88,7 +88,9 @@ def test_a_run_saved_with_old_names_resumes(tmp_path, capsys):
   workdir = str(tmp_path)
   with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
     json.dump({"config": _old_offline_record(config), "checkpoint_dir": "x"}, f)
-  assert lifecycle.prepare_workdir(workdir, config, log=lambda *_: None) == (workdir, True)
+  resumed_workdir, resume, lock = lifecycle.prepare_workdir(workdir, config, log=lambda *_: None)
+  os.close(lock)
+  assert (resumed_workdir, resume) == (workdir, True)
   assert "old config names" in capsys.readouterr().err
   changed = tiny_config("/data", **{"eval.every_steps": 4})
   with pytest.raises(UserError, match="eval.every_steps: 3 -> 4"):
@@ -130,3 +132,50 @@ def test_validate_dispatches_on_kind():
   # a dataset_dir means nothing is generated: the embedded sizes are not checked
   schema.validate(config_utils.load_config(overrides={"data.dataset_dir": "/d",
                                                       "data.embedded_episodes": 0}))
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+    ({"eval.batches": 0}, "eval.batches must be >= 1, got 0"),
+    ({"data.num_parallel_calls": 0}, "data.num_parallel_calls must be -1 (automatic) or >= 1"),
+    ({"model.hidden_sizes": ("abc",)}, "model.hidden_sizes must be positive layer sizes"),
+    ({"model.hidden_sizes": (32, 0)}, "model.hidden_sizes must be positive layer sizes"),
+    ({"optim.grad_clip_norm": -1.0}, "optim.grad_clip_norm must be >= 0"),
+    ({"eval.episodes": -1}, "eval.episodes must be >= 0"),
+    ({"profile.server_port": 99999}, "profile.server_port must be a port in 1..65535"),
+])
+def test_reward_model_values_are_checked_up_front(override, message):
+  with pytest.raises(UserError) as e:
+    schema.validate(config_utils.load_config(overrides=override))
+  assert message in str(e.value)
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"seed": -2}, "seed must be an integer >= 0"),
+    ({"rrd.hidden_sizes": (64, -1)}, "rrd.hidden_sizes must be positive layer sizes"),
+    ({"sac.hidden_sizes": ()}, "sac.hidden_sizes must be positive layer sizes"),
+    ({"optim.grad_clip_norm": -0.5}, "optim.grad_clip_norm must be >= 0"),
+    ({"rrd.sample_size": 0}, "rrd.sample_size must be >= 1"),
+])
+def test_agent_values_are_checked_up_front(override, message):
+  with pytest.raises(UserError) as e:
+    schema.validate(online_config(ROOT, "pendulum", **override))
+  assert message in str(e.value)
+
+
+def test_a_batch_larger_than_memory_is_refused_before_any_work(tmp_path):
+  from rrd_jax import train  # pylint: disable=import-outside-toplevel
+  config = config_utils.load_config(overrides={"rrd.sample_size": 10_000_000})
+  with pytest.raises(UserError, match=r"needs about [0-9.]+ GiB of activations per device"):
+    train.train_and_evaluate(config, str(tmp_path / "w"), log=lambda *_: None)
+  assert not os.path.exists(tmp_path / "w")  # nothing created
+
+
+def test_step_features_must_have_the_right_shape(tiny_dataset_dir):
+  from rrd_jax.data import rlds  # pylint: disable=import-outside-toplevel
+  builder = rlds.open_builder(tiny_dataset_dir)
+  rlds.check_step_features(builder, rlds.FeatureKeys())
+  with pytest.raises(UserError, match=r"data.reward_key: feature 'steps/action' .* one number"):
+    rlds.check_step_features(builder, rlds.FeatureKeys(reward="action"))
+  with pytest.raises(UserError, match=r"data.action_key: feature 'steps/language_instruction'"):
+    rlds.check_step_features(builder, rlds.FeatureKeys(action="language_instruction"))

@@ -5,6 +5,8 @@ import csv
 import glob
 import json
 import os
+import re
+import shutil
 
 import jax
 import numpy as np
@@ -151,3 +153,31 @@ def test_training_logs_an_episodes_image_to_tensorboard(run):
   accumulator.Reload()
   tags = set(accumulator.Tags()["tensors"]) | set(accumulator.Tags()["images"])
   assert "eval/episodes" in tags
+
+
+def test_predict_refuses_an_out_that_is_not_its_own_empty_or_new_directory(run, tiny_dataset_dir,
+                                                                           tmp_path):
+  from rrd_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+  workdir, _ = run
+  cases = {"a user's files": ("is not empty", {"summary.txt": "mine"}),
+           "an RLDS dataset": ("is an RLDS dataset", None),
+           "an interrupted prediction": ("incomplete prediction (interrupted); delete it",
+                                         {"predicted_rewards.npz": "", ".incomplete": ""})}
+  for name, (message, contents) in cases.items():
+    out = str(tmp_path / name.replace(" ", "_"))
+    if contents is None:
+      shutil.copytree(tiny_dataset_dir, out)
+    else:
+      os.makedirs(out)
+      for file_name, text in contents.items():
+        with open(os.path.join(out, file_name), "w", encoding="utf-8") as f:
+          f.write(text)
+    before = sorted(os.listdir(out))
+    with pytest.raises(UserError, match=re.escape(message)):
+      predict.predict_dataset(workdir, out, log=lambda *_: None)
+    assert sorted(os.listdir(out)) == before, name
+  done = str(tmp_path / "done")
+  predict.predict_dataset(workdir, done, plot=False, log=lambda *_: None)
+  assert not os.path.exists(os.path.join(done, ".incomplete"))
+  with pytest.raises(UserError, match="already holds predictions"):
+    predict.predict_dataset(workdir, done, log=lambda *_: None)

@@ -101,6 +101,21 @@ def serialized_specs(builder, step_keys, episode_keys=()):
   return specs
 
 
+def check_step_features(builder, keys):
+  """The reward must be one number per step, the state and action one numeric vector per step:
+  UserError naming the config field and the feature otherwise."""
+  specs = serialized_specs(builder, [keys.reward, keys.proprio, keys.action])
+  for key, field, rank, what in ((keys.reward, "data.reward_key", 1, "one number"),
+                                 (keys.proprio, "data.proprio_key", 2, "a vector"),
+                                 (keys.action, "data.action_key", 2, "a vector")):
+    spec = specs["steps/" + key]
+    dtype = np.dtype(spec.np_dtype)
+    if len(spec.shape) != rank or not np.issubdtype(dtype, np.number):
+      name = "string" if dtype.kind in "OSU" else dtype.name
+      raise UserError(f"{field}: feature 'steps/{key}' in {builder.data_dir} must hold {what} "
+                      f"per step, but holds {name} of shape {tuple(spec.shape[1:])}")
+
+
 def make_parser(specs):
   """A function serialized Example -> dict of tensors for the given flat specs (images stay bytes)."""
   nested = {}

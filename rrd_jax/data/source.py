@@ -108,6 +108,8 @@ def open_source(config, resolved, log=print):
   keys = rlds.FeatureKeys.from_config(config.data)
   skip_bad = bool(config.data.get("skip_bad_episodes", False))
   builders = [rlds.open_builder(c.dataset_dir) for c in resolved]
+  for builder in builders:
+    rlds.check_step_features(builder, keys)
   _check_same_features(builders, keys, [c.name for c in resolved],
                        [keys.proprio, keys.action, keys.reward])
   indexes = [rlds.build_index(b, keys, skip_bad=skip_bad) for b in builders]
@@ -128,6 +130,7 @@ def open_dataset(data_config, dataset_dir):
   """(builder, index, feature keys) of one dataset directory, with its raw returns."""
   keys = rlds.FeatureKeys.from_config(data_config)
   builder = rlds.open_builder(dataset_dir)
+  rlds.check_step_features(builder, keys)
   index = rlds.build_index(builder, keys,
                            skip_bad=bool(data_config.get("skip_bad_episodes", False)))
   return builder, index, keys

@@ -17,7 +17,6 @@ resumed run resets its environments (seeded from (seed, env_steps)) and their pa
 never in the buffer, are dropped.
 """
 
-import json
 import os
 import time
 
@@ -26,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrd_jax import curves, lifecycle, parallel, plots, schema
+from rrd_jax import curves, files, lifecycle, parallel, plots, schema
 from rrd_jax.errors import UserError
 from rrd_jax.rl import envs, learner as learner_lib, population, replay, rewards, sac
 
@@ -280,8 +279,7 @@ def _report(run, config, pop, results, env_steps):
   plots.save(curves.comparison_figure(groups, f"{config.env.name}, {pop.size} runs"),
              os.path.join(workdir, "comparison.png"))
   comparison = curves.summary(groups)
-  with open(os.path.join(workdir, "comparison.json"), "w", encoding="utf-8") as f:
-    json.dump(comparison, f, indent=2)
+  files.write_json(os.path.join(workdir, "comparison.json"), comparison)
   for label, row in comparison.items():
     run.log(f"{label}: eval/return {row['final_return_mean']:.1f} +- "
             f"{row['final_return_std']:.1f} over {row['runs']} seed(s)")
