@@ -83,29 +83,40 @@ class Checkpointer:
     is none. A save that fails to restore (a torn or truncated file) is named in one warning line
     and moved aside into CHECKPOINT_DIR/corrupt/ (never deleted), and the next newest is tried.
     Multi-process jobs stop with one sentence instead (their processes must agree on the step)."""
-    for step in sorted(self.steps.all_steps(), reverse=True):
-      try:
-        restored = self.steps.restore(step, args=_restore_args(items))
-      except Exception as e:  # pylint: disable=broad-except  (orbax and tensorstore raise many kinds)
-        if jax.process_count() > 1:
-          raise UserError(f"checkpoint step {step} in {self.steps.directory} cannot be restored "
-                          f"({_first_line(e)}); move it aside and rerun") from None
-        moved = _move_aside(self.steps.directory, step)
-        warn(f"warning: checkpoint step {step} cannot be restored ({_first_line(e)}); moved it to "
-             f"{moved} and trying the previous one.")
-        self.steps.reload()
-        if self.best is not None and step in self.best.all_steps():
-          _move_aside(self.best.directory, step)
-          self.best.reload()
-        continue
-      return {name: restored[name] for name in items}, restored["meta"]
-    return None
+
+    def failed(step, reason):
+      if jax.process_count() > 1:
+        raise UserError(f"checkpoint step {step} in {self.steps.directory} cannot be restored "
+                        f"({reason}); move it aside and rerun")
+      moved = _move_aside(self.steps.directory, step)
+      warn(f"warning: checkpoint step {step} cannot be restored ({reason}); moved it to {moved} "
+           "and trying the previous one.")
+      self.steps.reload()
+      if self.best is not None and step in self.best.all_steps():
+        _move_aside(self.best.directory, step)
+        self.best.reload()
+
+    return _first_restorable(self.steps, sorted(self.steps.all_steps(), reverse=True), items,
+                             failed)
 
   def close(self):
     for manager in (self.steps, self.best):
       if manager is not None:
         manager.wait_until_finished()
         manager.close()
+
+
+def _first_restorable(manager, steps, items, failed):
+  """(items, meta) of the first of `steps` that restores into `items`' structure, else None;
+  failed(step, reason) hears of each one that does not (and may raise)."""
+  for step in steps:
+    try:
+      restored = manager.restore(step, args=_restore_args(items))
+    except Exception as e:  # pylint: disable=broad-except  (orbax and tensorstore raise many kinds)
+      failed(step, _first_line(e))
+      continue
+    return {name: restored[name] for name in items}, restored["meta"]
+  return None
 
 
 def _first_line(error):
@@ -153,18 +164,14 @@ def restore(directory, items, which="latest", warn=_warn):
         raise UserError(f"no checkpoint for step {which} in {path}; available steps: "
                         f"{', '.join(map(str, sorted(steps))) or 'none'}")
       steps = [int(which)]
-    for step in steps:
-      try:
-        restored = m.restore(step, args=_restore_args(items))
-      except Exception as e:  # pylint: disable=broad-except
-        if which != "latest":
-          raise UserError(f"checkpoint step {step} in {path} cannot be restored "
-                          f"({_first_line(e)})") from None
-        warn(f"warning: checkpoint step {step} in {path} cannot be restored ({_first_line(e)}); "
-             "using the previous one.")
-        continue
-      return {name: restored[name] for name in items}, restored["meta"]
-  return None
+
+    def failed(step, reason):
+      if which != "latest":
+        raise UserError(f"checkpoint step {step} in {path} cannot be restored ({reason})")
+      warn(f"warning: checkpoint step {step} in {path} cannot be restored ({reason}); using the "
+           "previous one.")
+
+    return _first_restorable(m, steps, items, failed)
 
 
 def train_state_items(state):

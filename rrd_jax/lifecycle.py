@@ -2,8 +2,9 @@
 agent's (rrd_jax/rl/agent_loop.py). A loop says what to compute; `Run` does the rest:
 
 - the workdir: new, resumed (the same command rerun), refused (a different config), or archived
-  on request (checkpoint.overwrite=True moves the old run into WORKDIR/archived/<time>/ and its
-  checkpoint directory, if elsewhere, to <dir>.archived-<time>), never clobbered;
+  on request (checkpoint.overwrite=True moves the old run into WORKDIR/archived/<time>/; it
+  refuses when the old checkpoints live outside the workdir), never clobbered; one trainer at a
+  time holds it (WORKDIR/.rrd_jax.lock);
 - config.json, the checkpoint directory, the checkpoints and their meta record;
 - metrics.jsonl + TensorBoard per run directory, the progress bar;
 - Ctrl-C / SIGTERM: save where the run stands and exit with one line;
