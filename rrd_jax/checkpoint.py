@@ -10,6 +10,8 @@ Saves are asynchronous in single-process jobs and atomic: orbax writes into a te
 and renames it when complete, so a crash mid-save leaves nothing that restore would pick up.
 """
 
+import contextlib
+import json
 import os
 import shutil
 import sys
@@ -18,11 +20,12 @@ import time
 import jax
 import orbax.checkpoint as ocp
 
-from rrd_jax.errors import UserError
+from rrd_jax.errors import UserError, disk_full_error, disk_full_path
 
 STEPS_DIR = "steps"
 BEST_DIR = "best"
 BEST_METRIC = "eval/loss"
+SPACE_MARGIN = 2**20  # bytes a save needs beyond its arrays and meta (orbax's metadata files)
 
 
 def _warn(message):
@@ -60,10 +63,34 @@ class Checkpointer:
     self.best = _manager(os.path.join(directory, BEST_DIR), keep=1, best=True) if keep_best else None
 
   def _save(self, manager, step, items, meta, **kwargs):
-    for other in (self.steps, self.best):  # one save in flight at a time
-      if other is not None and other is not manager:
-        other.wait_until_finished()
-    manager.save(step, args=_save_args(items, meta), force=True, **kwargs)
+    """One save at a time. A save that does not fit on the disk is refused before it starts (the
+    space check, single-process jobs) or, failing in flight, ends the run with the same sentence;
+    either way the saves already complete stay intact."""
+    with self._disk_full_is_user_error():
+      for other in (self.steps, self.best):
+        if other is not None:
+          other.wait_until_finished()
+      if jax.process_count() == 1:
+        _check_space(os.fspath(manager.directory), items, meta, self._resumes())
+      manager.save(step, args=_save_args(items, meta), force=True, **kwargs)
+
+  @contextlib.contextmanager
+  def _disk_full_is_user_error(self):
+    """orbax re-raises its asynchronous writers' errors; a full disk becomes one sentence."""
+    try:
+      yield
+    except UserError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      path = disk_full_path(e)
+      if path is None:
+        raise
+      raise disk_full_error(path, resumes=self._resumes()) from None
+
+  def _resumes(self):
+    self.steps.reload()  # what is complete on disk now
+    latest = self.steps.latest_step()
+    return f" (it resumes from step {latest})" if latest is not None else ""
 
   def save(self, step, items, meta):
     """Saves `items` (a dict of pytrees) at `step` unless that step is saved already."""
@@ -100,10 +127,29 @@ class Checkpointer:
                              failed)
 
   def close(self):
-    for manager in (self.steps, self.best):
-      if manager is not None:
-        manager.wait_until_finished()
-        manager.close()
+    """Waits for the save in flight, then closes; a failed in-flight save raises like _save."""
+    try:
+      with self._disk_full_is_user_error():
+        for manager in (self.steps, self.best):
+          if manager is not None:
+            manager.wait_until_finished()
+    finally:
+      for manager in (self.steps, self.best):
+        if manager is not None:
+          manager.close()
+
+
+def _check_space(directory, items, meta, resumes):
+  """UserError (with both sizes) when the disk under `directory` has less free space than a save
+  of `items` and `meta` needs (its uncompressed bytes plus SPACE_MARGIN: an upper bound)."""
+  needed = sum(int(getattr(leaf, "nbytes", 8)) for leaf in jax.tree.leaves(items))
+  needed += len(json.dumps(meta)) + SPACE_MARGIN
+  existing = directory
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  free = shutil.disk_usage(existing).free
+  if free < needed:
+    raise disk_full_error(directory, needed, free, resumes)
 
 
 def _first_restorable(manager, steps, items, failed):

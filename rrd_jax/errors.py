@@ -1,6 +1,8 @@
 """User-facing errors: one sentence, exit code 2, no traceback."""
 
+import errno
 import functools
+import re
 import sys
 
 
@@ -20,8 +22,40 @@ class Interrupted(Exception):
     self.exit_code = exit_code
 
 
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_error(path, needed=None, free=None, resumes=""):
+  """The UserError for a write under `path` that does not fit on its disk."""
+  detail = "" if needed is None else (f": it needs about {needed / 2**20:.1f} MiB"
+                                      + ("" if free is None else f", {free / 2**20:.1f} MiB are free"))
+  return UserError(f"no space left on the disk for {path}{detail}; free some space and rerun the "
+                   f"same command{resumes}")
+
+
+def _chain(error):
+  while error is not None:
+    yield error
+    error = error.__cause__ or error.__context__
+
+
+def disk_full_path(error):
+  """Where a write failed for want of space (ENOSPC / EDQUOT anywhere in `error`'s chain, or
+  tensorstore's text for it, as orbax's asynchronous saves report it), else None."""
+  for e in _chain(error):
+    if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+      return e.filename or "an output file"
+    text = str(e)
+    if "No space left on device" in text or "Disk quota exceeded" in text:
+      found = (re.search(r'Failed writing: "([^"]+)"', text) or re.search(r'file "([^"]+)"', text)
+               or re.search(r"(/[^\s\";]+); (?:No space|Disk quota)", text))  # tensorstore, TF
+      return found.group(1) if found else "an output file"
+  return None
+
+
 def cli_main(fn):
-  """Wraps a CLI `main(argv)`: a UserError prints `error: <message>` and exits 2."""
+  """Wraps a CLI `main(argv)`: a UserError prints `error: <message>` and exits 2 (so does a write
+  that found the disk full, whatever raised it)."""
 
   @functools.wraps(fn)
   def wrapper(*args, **kwargs):
@@ -36,6 +70,12 @@ def cli_main(fn):
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside a training loop: no traceback
       print("interrupted by Ctrl-C.", file=sys.stderr)
       sys.exit(130)
+    except Exception as e:  # pylint: disable=broad-except  (only a full disk is the user's to fix)
+      path = disk_full_path(e)
+      if path is None:
+        raise
+      print(f"error: {disk_full_error(path)}", file=sys.stderr)
+      sys.exit(EXIT_USER_ERROR)
 
   return wrapper
 

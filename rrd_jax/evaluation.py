@@ -12,10 +12,10 @@ def predict_episodes(predict_fn, params, loader, episode_ids, *, batch_size, sha
 
   instruction_ids: condition each episode on these instructions instead of its own."""
   positions, predictions, true_rewards = [], [], []
-  dataset = pipeline.episode_steps_dataset(loader, episode_ids, batch_size=batch_size,
-                                           instruction_ids=instruction_ids)
+  batches = pipeline.episode_step_batches(loader, episode_ids, batch_size=batch_size,
+                                          instruction_ids=instruction_ids)
   lo, hi = parallel.process_rows(batch_size)  # every process holds the batch; each feeds its rows
-  for batch in dataset.as_numpy_iterator():
+  for batch in batches:
     valid = batch["valid"]
     padded = pipeline.pad_batch(batch, batch_size)
     local = {k: v[lo:hi] for k, v in padded.items()}

@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 
-from rrd_jax.errors import UserError
+from rrd_jax.errors import DISK_FULL_ERRNOS, UserError, disk_full_error
 
 
 @contextlib.contextmanager
@@ -22,6 +22,10 @@ def atomic_open(path, mode="w", **kwargs):
       f.flush()
       os.fsync(f.fileno())
     os.replace(partial, path)
+  except OSError as e:
+    if e.errno in DISK_FULL_ERRNOS:
+      raise disk_full_error(path) from None
+    raise
   finally:
     if os.path.exists(partial):
       os.remove(partial)

@@ -25,7 +25,7 @@ import jax
 
 from rrd_jax import checkpoint, config_utils, files, interrupt, metrics, parallel
 from rrd_jax.progress import progress_bar
-from rrd_jax.errors import UserError
+from rrd_jax.errors import DISK_FULL_ERRNOS, UserError, disk_full_error
 
 # Fields that may change between a run and its resumption without changing what it computes.
 RESUMABLE_CHANGES = ("train.num_steps", "train.total_env_steps", "checkpoint.overwrite",
@@ -98,8 +98,15 @@ def lock_workdir(workdir):
   except OSError:
     os.close(fd)
     return None
-  os.ftruncate(fd, 0)
-  os.write(fd, f"{os.getpid()}\n".encode())
+  try:
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+  except OSError as e:
+    os.close(fd)
+    os.remove(path)
+    if e.errno in DISK_FULL_ERRNOS:
+      raise disk_full_error(workdir) from None
+    raise
   return fd
 
 
@@ -193,11 +200,17 @@ class Run:
     self.main = parallel.is_main_process()
     self.log = log if self.main else (lambda *_: None)  # process 0 speaks for the job
     self.lock = None  # the workdir lock (process 0)
-    self._existed = os.path.isdir(os.path.abspath(os.path.expanduser(workdir)))
+    path = os.path.abspath(os.path.expanduser(workdir))
+    self._existed = os.path.isdir(path)
     if self.main:
-      self.workdir, resume, self.lock = prepare_workdir(workdir, config, log=self.log)
+      try:
+        self.workdir, resume, self.lock = prepare_workdir(workdir, config, log=self.log)
+      except BaseException:
+        if not self._existed and os.path.isdir(path) and not os.listdir(path):
+          os.rmdir(path)  # (e.g. its lock file did not fit on the disk)
+        raise
     else:
-      self.workdir, resume = os.path.abspath(os.path.expanduser(workdir)), False
+      self.workdir, resume = path, False
     self.resume = bool(parallel.broadcast_from_main(resume))
     self.checkpoint_dir = checkpoint_dir(self.workdir, config.checkpoint.dir)
     self.dirs, self.loggers, self.bar, self.checkpointer = [self.workdir], [], None, None
@@ -293,10 +306,12 @@ class Run:
     return self
 
   def __exit__(self, exc_type, *_):
-    """A run that fails still closes: in-flight saves finish, logs are flushed; one that failed
-    before writing anything leaves nothing behind, not even its lock file."""
+    """A run that fails still closes: in-flight saves finish, logs are flushed (a failure while
+    closing gives way to the one being raised); one that failed before writing anything leaves
+    nothing behind, not even its lock file."""
     if exc_type is not None:
-      self.close()
+      with contextlib.suppress(Exception):
+        self.close()
       if self.main and os.path.isdir(self.workdir) and os.listdir(self.workdir) == [LOCK_FILE]:
         os.remove(os.path.join(self.workdir, LOCK_FILE))
         if not self._existed:
@@ -304,12 +319,18 @@ class Run:
     return False
 
   def close(self):
-    if self.bar is not None:
-      self.bar.close()
-    if self.checkpointer is not None:
-      self.checkpointer.close()
-    for logger in self.loggers:
-      logger.close()
-    if self.lock is not None:
-      os.close(self.lock)  # releases the workdir
+    """Closes the progress bar, checkpoints (waiting for the save in flight), loggers and lock,
+    each even when an earlier one fails; then raises the first failure."""
+    closers = [c for c in (self.bar, self.checkpointer, *self.loggers) if c is not None]
+    lock = self.lock
     self.bar, self.checkpointer, self.loggers, self.lock = None, None, [], None
+    failure = None
+    for closer in closers:
+      try:
+        closer.close()
+      except Exception as e:  # pylint: disable=broad-except
+        failure = failure or e
+    if lock is not None:
+      os.close(lock)  # releases the workdir
+    if failure is not None:
+      raise failure

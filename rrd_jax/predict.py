@@ -106,13 +106,13 @@ class RunPredictor:
       raise UserError(f"--checkpoint must be latest, best or a step number, got {self.which!r}")
     self.workdir = os.path.abspath(workdir)
     self.dataset_dir, offset = _dataset_and_offset(workdir, config, facts, dataset_dir)
-    self.builder, self.index, keys = source.open_dataset(config.data, self.dataset_dir)
+    inputs = ModelInputs.from_config(config)
+    self.builder, self.index, keys = source.open_dataset(config.data, self.dataset_dir, inputs)
     vocab = facts.get("instruction_vocabulary") or [source.UNKNOWN_INSTRUCTION]
     targets = returns.episode_targets(self.index.returns, self.index.lengths,
                                       np.full(len(self.index), offset, np.float32))
     self.loader = pipeline.EpisodeLoader(self.builder, self.index, keys,
-                                         ModelInputs.from_config(config),
-                                         instruction_vocab=vocab, targets=targets)
+                                         inputs, instruction_vocab=vocab, targets=targets)
     self.mesh = parallel.make_mesh()
     self.batch_size = batch_size or config.train.predict_batch_size
     if self.batch_size % self.mesh.devices.size:

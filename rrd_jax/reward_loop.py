@@ -41,13 +41,13 @@ class Evaluator:
 
   def _sampled_batches(self, state):
     config = self.config
-    dataset = pipeline.train_dataset(
+    batches = pipeline.train_batches(
         self.data.loader, self.data.eval_ids,
         SamplerOptions.from_config(config, config.seed + 1),
         num_steps=config.eval.batches, process_index=jax.process_index(),
         process_count=jax.process_count())
     return _mean_metrics([self.eval_step(state, parallel.to_global(b, self.sharding))
-                          for b in dataset.as_numpy_iterator()])
+                          for b in batches])
 
   def _predict(self, params, episodes, instruction_ids=None):
     return evaluation.predict_episodes(

@@ -52,10 +52,10 @@ def make_stepper(config, data, mesh, start_step, log=print):
   options = SamplerOptions.from_config(config, config.seed)
   input_keys = loader.inputs.keys
   if kind == "none":
-    batches = pipeline.train_dataset(
+    batches = pipeline.train_batches(
         loader, train_ids, options, start_step=start_step, num_steps=num_steps,
         num_parallel_calls=config.data.num_parallel_calls, process_index=jax.process_index(),
-        process_count=jax.process_count()).as_numpy_iterator()
+        process_count=jax.process_count())
     return BatchStepper(batches, step_lib.make_train_step(input_keys, config.rrd, mesh), mesh)
   if jax.process_count() > 1:
     raise UserError(f"data.cache={kind} supports single-process jobs; use data.cache=none with "

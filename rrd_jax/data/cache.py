@@ -51,11 +51,11 @@ def build_table(loader, episode_ids, progress=True):
   """Decodes (and resizes) every frame of `episode_ids` once into a host FrameTable."""
   episode_ids = np.asarray(episode_ids, np.int64)
   lengths = loader.index.lengths[episode_ids].astype(np.int32)
-  dataset = pipeline.episode_steps_dataset(loader, episode_ids, batch_size=1024)
+  batches = pipeline.episode_step_batches(loader, episode_ids, batch_size=1024)
   keep = ["state", "action", "true_reward", *loader.inputs.frames]
   chunks = {k: [] for k in keep}
   bar = progress_bar(int(lengths.sum()), "cache", enabled=progress, unit="frame")
-  for batch in dataset.as_numpy_iterator():
+  for batch in batches:
     for k in keep:
       chunks[k].append(batch[k])
     bar.update(len(batch["state"]))

@@ -36,6 +36,10 @@ class FeatureKeys:
   instruction: str = "language_instruction"
   file_path: str = "episode_metadata/file_path"
 
+  def frame(self, name):
+    """The step feature of a ModelInputs frame ("image" or "wrist_image")."""
+    return self.image if name == "image" else self.wrist_image
+
   @classmethod
   def from_config(cls, data_config):
     return cls(image=data_config.image_key, wrist_image=data_config.wrist_image_key,
@@ -193,10 +197,12 @@ class IndexReport:
   unreadable: int = 0  # records that could not be read or parsed
   non_finite: int = 0  # episodes with NaN/inf rewards, states or actions
   short: int = 0  # episodes with fewer than MIN_EPISODE_LENGTH steps
+  bad_frames: int = 0  # episodes with a camera frame that does not decode (checked with skip_bad)
 
   def describe(self):
     parts = [f"{n} {what}" for n, what in ((self.unreadable, "unreadable"),
                                            (self.non_finite, "with NaN/inf values"),
+                                           (self.bad_frames, "with undecodable frames"),
                                            (self.short, f"shorter than {MIN_EPISODE_LENGTH} steps"))
              if n]
     return "skipped episodes: " + ", ".join(parts) if parts else ""
@@ -223,7 +229,7 @@ class EpisodeIndex:
     return len(self.lengths)
 
 
-def _op_error_text(error):
+def op_error_text(error):
   """The useful part of a TensorFlow OpError message (no function-node or op decorations)."""
   text = re.sub(r"\{\{[^}]*\}\}\s*", "", error.message.splitlines()[0] if error.message else "")
   text = re.sub(r"\s*\[Op:[^\]]*\].*$", "", text).strip()
@@ -248,7 +254,7 @@ def _read_shard(path, summarize, skip_bad, expected=None):
     rows = list(dataset.take(len(offsets)).as_numpy_iterator()) if not truncated else None
   except tf.errors.OpError as e:
     if not skip_bad:
-      raise UserError(f"TFRecord shard {path} could not be read ({_op_error_text(e)}); set "
+      raise UserError(f"TFRecord shard {path} could not be read ({op_error_text(e)}); set "
                       "data.skip_bad_episodes=True to skip unreadable episodes") from None
     rows = None
   if rows is not None and len(rows) == len(offsets):
@@ -267,6 +273,32 @@ def _read_shard(path, summarize, skip_bad, expected=None):
       pass
   bad = len(offsets) - len(kept_rows) + truncated
   return kept_rows, kept_offsets, max(bad, (expected or 0) - len(kept_rows))
+
+
+def _check_frame(data):
+  """The decoded size of one encoded frame (JPEGs decoded at 1/8 scale: the whole compressed
+  stream is still read); raises like decoding it would."""
+  return tf.cond(tf.io.is_jpeg(data),
+                 lambda: tf.size(tf.io.decode_jpeg(data, channels=3, ratio=8)),
+                 lambda: tf.size(tf.io.decode_image(data, channels=3, expand_animations=False)))
+
+
+def undecodable(path, offsets, parse_frames):
+  """The offsets (of records in TFRecord file `path`) of the episodes with a frame that does not
+  decode. parse_frames: serialized episode -> {key: [T] encoded frames}. Every frame is decoded,
+  in parallel, once."""
+
+  def check(offset):
+    record = tf.numpy_function(lambda o: read_record(path, int(o)), [offset], tf.string,
+                               stateful=False)
+    frames = parse_frames(tf.ensure_shape(record, []))
+    sizes = [tf.map_fn(_check_frame, f, fn_output_signature=tf.int32) for f in frames.values()]
+    return offset, tf.add_n([tf.reduce_sum(s) for s in sizes])
+
+  dataset = tf.data.Dataset.from_tensor_slices(np.asarray(offsets, np.int64))
+  dataset = dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+  decoded = {int(offset) for offset, _ in dataset.as_numpy_iterator()}
+  return [o for o in offsets if int(o) not in decoded]
 
 
 def _to_numpy(tree):
@@ -288,12 +320,14 @@ def _complete_record_offsets(path):
   return offsets
 
 
-def build_index(builder, keys, splits=None, skip_bad=False):
+def build_index(builder, keys, splits=None, skip_bad=False, frame_keys=()):
   """Scans the dataset once (lengths, returns, file paths, instructions; no images decoded).
 
   Episodes shorter than MIN_EPISODE_LENGTH are left out (counted). A NaN/inf reward, state or
   action, or an unreadable record, raises UserError, unless skip_bad: then the episode is left out
-  and counted (index.report).
+  and counted (index.report). With skip_bad, the frames of the step features `frame_keys` (the
+  cameras a run reads) are decoded once too, and episodes with one that does not decode are left
+  out and counted; without it, such a frame is named when the pipeline meets it.
   """
   splits = sorted(builder.info.splits.keys()) if splits is None else list(splits)
   step_keys = [keys.reward, keys.proprio, keys.action]
@@ -315,8 +349,9 @@ def build_index(builder, keys, splits=None, skip_bad=False):
     summary["file_path"] = parsed[keys.file_path] if keys.file_path else tf.constant("")
     return summary
 
+  parse_frames = make_parser(serialized_specs(builder, frame_keys)) if skip_bad else None
   shard_paths, shard_ids, offsets, columns = [], [], [], []
-  unreadable = non_finite = short = 0
+  unreadable = non_finite = short = bad_frames = 0
   files = [(split, instruction.filename, getattr(instruction, "examples_in_shard", None))
            for split in splits if builder.info.splits[split].num_examples  # (tfds warns on 0)
            for instruction in builder.info.splits[split].file_instructions]
@@ -328,6 +363,7 @@ def build_index(builder, keys, splits=None, skip_bad=False):
     records += len(rows) + bad
     shard_id = len(shard_paths)
     shard_paths.append(path)
+    bad = set(undecodable(path, shard_offsets, parse_frames)) if frame_keys and skip_bad else ()
     for row, offset in zip(rows, shard_offsets):
       if not row["finite"].all():
         if not skip_bad:
@@ -337,13 +373,16 @@ def build_index(builder, keys, splits=None, skip_bad=False):
                           f"infinite values in 'steps/{bad_key}'; set "
                           "data.skip_bad_episodes=True to skip such episodes")
         non_finite += 1
+      elif offset in bad:
+        bad_frames += 1
       elif row["length"] < MIN_EPISODE_LENGTH:
         short += 1
       else:
         shard_ids.append(shard_id)
         offsets.append(offset)
         columns.append((split, row))
-  report = IndexReport(unreadable=unreadable, non_finite=non_finite, short=short)
+  report = IndexReport(unreadable=unreadable, non_finite=non_finite, short=short,
+                       bad_frames=bad_frames)
   if not records:
     raise UserError(f"dataset {builder.data_dir} holds no episodes (splits: "
                     f"{', '.join(splits) or 'none'})")

@@ -14,6 +14,7 @@ import numpy as np
 
 from rrd_jax.data import embedded, returns, rlds
 from rrd_jax.errors import UserError
+from rrd_jax.inputs import ModelInputs
 
 UNKNOWN_INSTRUCTION = "<unk>"
 
@@ -45,6 +46,7 @@ class Source:
   def summary(self):
     summary = rlds.dataset_summary(self.index)
     summary["skipped"] = self.index.report.describe()
+    summary["skipped_episodes"] = dataclasses.asdict(self.index.report)
     if len(self.components) > 1:
       summary["mixture"] = {
           c.name: {"dataset_dir": c.dataset_dir, "weight": c.weight,
@@ -107,12 +109,14 @@ def open_source(config, resolved, log=print):
   """Opens and indexes the resolved components; applies each one's return definition."""
   keys = rlds.FeatureKeys.from_config(config.data)
   skip_bad = bool(config.data.get("skip_bad_episodes", False))
+  frame_keys = [keys.frame(f) for f in ModelInputs.from_config(config).frames]
   builders = [rlds.open_builder(c.dataset_dir) for c in resolved]
   for builder in builders:
     rlds.check_step_features(builder, keys)
   _check_same_features(builders, keys, [c.name for c in resolved],
                        [keys.proprio, keys.action, keys.reward])
-  indexes = [rlds.build_index(b, keys, skip_bad=skip_bad) for b in builders]
+  indexes = [rlds.build_index(b, keys, skip_bad=skip_bad, frame_keys=frame_keys)
+             for b in builders]
   for component, index in zip(resolved, indexes):
     if index.report.describe():
       log(f"{component.dataset_dir}: {index.report.describe()}.")
@@ -126,13 +130,15 @@ def open_source(config, resolved, log=print):
   return Source(builders[0], index, keys, resolved, component_ids, targets)
 
 
-def open_dataset(data_config, dataset_dir):
-  """(builder, index, feature keys) of one dataset directory, with its raw returns."""
+def open_dataset(data_config, dataset_dir, inputs=None):
+  """(builder, index, feature keys) of one dataset directory, with its raw returns. inputs: the
+  ModelInputs whose frames data.skip_bad_episodes checks."""
   keys = rlds.FeatureKeys.from_config(data_config)
   builder = rlds.open_builder(dataset_dir)
   rlds.check_step_features(builder, keys)
   index = rlds.build_index(builder, keys,
-                           skip_bad=bool(data_config.get("skip_bad_episodes", False)))
+                           skip_bad=bool(data_config.get("skip_bad_episodes", False)),
+                           frame_keys=[keys.frame(f) for f in (inputs.frames if inputs else ())])
   return builder, index, keys
 
 
