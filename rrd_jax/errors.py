@@ -117,6 +117,27 @@ def _own_flags_in_help(flag_values):
           listed.add(flag.name)
 
 
+def _drop_disk_full_records(record):
+  """A logging filter: orbax (and asyncio, for its tasks) log the writer threads' errors before
+  orbax re-raises them in the main thread, where a full disk becomes one sentence; the log
+  records of a full disk are dropped."""
+  error = record.exc_info[1] if record.exc_info else None
+  return not ((error is not None and disk_full_path(error))
+              or "No space left on device" in record.getMessage())
+
+
+def _unraisable_hook(default):
+  """sys.unraisablehook without one benign race: after a failed orbax save, tensorstore still
+  completes the save's other writes onto orbax's closed event loop (`Event loop is closed`)."""
+
+  def hook(unraisable):
+    error = unraisable.exc_value
+    if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+      default(unraisable)
+
+  return hook
+
+
 def run_app(main, positional=None):
   """absl `app.run` for our CLIs: flag errors and UserErrors print one sentence and exit 2,
   and library INFO logging (orbax, absl) is kept off the console. positional: the name of a
@@ -133,6 +154,8 @@ def run_app(main, positional=None):
 
   def wrapped(argv):
     logging.set_verbosity(logging.WARNING)
+    logging.get_absl_handler().addFilter(_drop_disk_full_records)  # (every logger reaches it)
+    sys.unraisablehook = _unraisable_hook(sys.unraisablehook)
     if positional and len(argv) == 2 and not flags.FLAGS[positional].present:
       flags.FLAGS[positional].value = argv.pop()
     if len(argv) > 1:

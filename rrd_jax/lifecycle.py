@@ -121,6 +121,14 @@ def _make_workdir(workdir):
     raise UserError(f"workdir {workdir} is not writable")
 
 
+def _saved_anything(workdir, facts):
+  """Whether a run has a checkpoint or a metrics row (one that failed before either, e.g. on its
+  first batch, is moved aside for a rerun with another config without asking)."""
+  if checkpoint.available_steps(checkpoint_dir(workdir, facts.get("checkpoint_dir"))):
+    return True
+  return bool(metrics.read_rows(workdir))
+
+
 def prepare_workdir(workdir, config, log=print):
   """Creates or checks `workdir` and locks it (one trainer per workdir); returns (absolute
   workdir, resume?, the lock's descriptor). A refused workdir is left untouched."""
@@ -129,7 +137,7 @@ def prepare_workdir(workdir, config, log=print):
   if os.path.exists(os.path.join(workdir, "config.json")):
     old_config, facts = config_utils.read_run_config(workdir)
     differences = config_differences(old_config, config)
-    if differences and not config.checkpoint.overwrite:
+    if differences and not config.checkpoint.overwrite and _saved_anything(workdir, facts):
       raise UserError(f"workdir {workdir} holds a run with a different config "
                       f"({'; '.join(differences[:3])}{'; ...' if len(differences) > 3 else ''}); "
                       "choose a new --workdir, or pass --config.checkpoint.overwrite=True to move "

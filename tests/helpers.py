@@ -16,3 +16,21 @@ def tiny_config(dataset_dir, **overrides):
   small.update(overrides)
   return config_utils.load_config(overrides=small)
 
+
+
+def damage_frames(shard, record, steps, mode="garbage", key="steps/observation/image"):
+  """Rewrites TFRecord `shard` with the encoded frames `steps` of record number `record` damaged:
+  "garbage" (bytes that are no image) or "truncated" (the first half of the JPEG). Returns the
+  episode's file_path."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+  records = [r.numpy() for r in tf.data.TFRecordDataset(shard)]
+  example = tf.train.Example.FromString(records[record])
+  frames = example.features.feature[key].bytes_list.value
+  for step in (range(len(frames)) if steps == "all" else steps):
+    frames[step] = b"not an image" if mode == "garbage" else frames[step][: len(frames[step]) // 2]
+  records[record] = example.SerializeToString()
+  with tf.io.TFRecordWriter(shard) as writer:
+    for payload in records:
+      writer.write(payload)
+  return example.features.feature["episode_metadata/file_path"].bytes_list.value[0].decode()

@@ -23,6 +23,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from rrd_jax.data import embedded, rlds
+from tests.helpers import damage_frames
 from tests.test_cli_errors import TINY_FLAGS, assert_one_sentence_error, snapshot
 
 pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "not slow" skips them)
@@ -240,6 +241,16 @@ def _make_datasets(e, tiny_dataset_dir):
   e.missing_shard = _shards(e.missing_shard_dataset)[0]
   os.remove(e.missing_shard)
 
+  # Frames that do not decode: every frame of every episode (the first batch meets one), or one
+  # frame of two episodes (garbage, a truncated JPEG: left out with data.skip_bad_episodes).
+  e.bad_frames = _copy_dataset(tiny_dataset_dir, root, "bad_frames")
+  for shard in _shards(e.bad_frames):
+    for record in range(len(rlds.record_offsets(shard))):
+      damage_frames(shard, record, "all")
+  e.some_bad_frames = _copy_dataset(tiny_dataset_dir, root, "some_bad_frames")
+  damage_frames(_shards(e.some_bad_frames)[0], 0, [1], "garbage")
+  damage_frames(_shards(e.some_bad_frames)[1], 1, [2], "truncated")
+
   # All of it in one dataset (for one skip_bad_episodes run): NaN/inf in episodes 2, 5, 7, a
   # corrupt record in the first shard (one without NaN) and the second shard's tail cut.
   e.damaged = _variant(root, "damaged", edit=_nan_everywhere)
@@ -304,6 +315,13 @@ def _cases(e):
       case("nan_action", e.nan_action, [], [_shard_holding(e.nan_action, 2), "'steps/action'"]),
       # A corrupt record, a truncated shard and NaN/inf episodes, all skipped and counted.
       case("damaged_skipped", e.damaged, [skip, *ONE_STEP], [e.damaged_skipped]),
+      # Undecodable frames: named (shard, episode, step), or skipped and counted.
+      case("undecodable_frames", e.bad_frames, [],
+           [e.bad_frames, "has an undecodable frame at step", "'steps/observation/image'",
+            "skip_bad_episodes"]),
+      case("bad_frames_skipped", e.some_bad_frames,
+           [skip, "--config.train.num_steps=1", "--config.data.eval_fraction=0"],
+           ["skipped episodes: 2 with undecodable frames"]),
       # A split with no episodes.
       case("empty_dataset", e.empty, [], [e.empty, "no episodes"]),
       # Invalid config values.
@@ -347,14 +365,16 @@ CASE_NAMES = [
     "not_rlds", "missing_image_key", "missing_reward_key", "missing_wrist_key",
     "one_channel_image", "tensor_image", "corrupt_shard", "truncated_shard", "missing_shard",
     "short_episodes_trains", "only_short_episodes", "nan_reward", "inf_state", "nan_action",
-    "damaged_skipped", "empty_dataset", "returns_kind_bogus", "negatives_ratio_1.5",
+    "damaged_skipped", "undecodable_frames", "bad_frames_skipped", "empty_dataset", "returns_kind_bogus", "negatives_ratio_1.5",
     "negatives_without_instruction", "time_penalty_negative", "embedded_task_bogus",
     "checkpoint_keep_0", "mesh_data_3", "workdir_is_a_file", "workdir_not_writable",
     "relabel_out_is_a_dataset", "relabel_dataset_missing", "predict_dataset_missing",
     "legacy_dataset_missing", "legacy_unknown_flag",
 ]
 # Cases that must succeed (exit 0) and print the given counts.
-SUCCEEDS = ("short_episodes_trains", "damaged_skipped")
+SUCCEEDS = ("short_episodes_trains", "damaged_skipped", "bad_frames_skipped")
+# Cases that fail once training has started (the run's config.json is written by then).
+FAIL_IN_TRAINING = ("undecodable_frames",)
 # Cases that need the finished run of `short_episodes_trains`.
 NEEDS_RUN = ("relabel_out_is_a_dataset", "relabel_dataset_missing", "predict_dataset_missing")
 # Root ignores directory permissions.
@@ -440,12 +460,13 @@ def test_skipped_episodes_are_counted(cli, name):
 
 
 def test_failed_runs_write_nothing(cli):
-  """Refused commands leave no files behind: no run files in their fresh --workdir, no output
-  directory, nothing under the read-only directory, the legacy cwd or the embedded cache."""
+  """Refused commands leave no files behind: no run files in their fresh --workdir (but a run that
+  fails once training has started keeps its config.json), no output directory, nothing under the
+  read-only directory, the legacy cwd or the embedded cache."""
   e, _, _ = cli
   workdirs = os.path.join(e.tmp, "workdirs")
   written = {name: sorted(snapshot(os.path.join(workdirs, name)))
-             for name in os.listdir(workdirs) if name not in SUCCEEDS}
+             for name in os.listdir(workdirs) if name not in SUCCEEDS + FAIL_IN_TRAINING}
   assert not {name: files for name, files in written.items() if files}, written
   assert not os.path.exists(e.never_written)
   assert not os.listdir(e.readonly)

@@ -2,18 +2,24 @@
 checkpoint, a best checkpoint ahead of the periodic ones, and workdirs that are self-contained
 (copied, moved, overwritten without touching anything outside them)."""
 
+import errno
 import glob
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
+import time
 
 import jax
 import numpy as np
 import pytest
 
-from rrd_jax import checkpoint, config_utils, files, lifecycle, reward_setup, train
+from rrd_jax import checkpoint, config_utils, errors, files, lifecycle, reward_setup, train
 from rrd_jax.errors import UserError
-from tests.helpers import tiny_config
+from tests.helpers import ROOT, tiny_config
+from tests.test_cli_errors import TINY_FLAGS, assert_one_sentence_error
 
 STEPS = {"train.num_steps": 6, "train.log_every_steps": 2, "eval.every_steps": 3,
          "checkpoint.every_steps": 2, "checkpoint.keep": 3}
@@ -143,3 +149,175 @@ def test_overwrite_refuses_to_move_checkpoints_outside_the_workdir(tiny_dataset_
   with pytest.raises(UserError, match="outside the workdir"):
     train.train_and_evaluate(again, str(tmp_path / "w"), log=quiet)
   assert checkpoint.available_steps(outside) == [2]
+
+
+def test_a_run_that_saved_nothing_gives_way_to_a_rerun_with_another_config(tiny_dataset_dir,
+                                                                           tmp_path, capsys):
+  """E.g. a run stopped by a bad frame on its first batch, rerun with data.skip_bad_episodes."""
+  workdir = str(tmp_path / "w")
+  with pytest.raises(RuntimeError):
+    with lifecycle.Run(tiny_config(tiny_dataset_dir, **STEPS), workdir, log=quiet) as run:
+      run.write_config({})
+      raise RuntimeError("the first batch failed")
+  other = tiny_config(tiny_dataset_dir, **dict(STEPS, **{"train.num_steps": 2, "seed": 4}))
+  train.train_and_evaluate(other, workdir, log=print)
+  assert "Moved the previous run" in capsys.readouterr().out
+  assert checkpoint.available_steps(os.path.join(workdir, "checkpoints")) == [2]
+  # one that saved a checkpoint is still refused
+  with pytest.raises(UserError, match="holds a run with a different config"):
+    train.train_and_evaluate(tiny_config(tiny_dataset_dir, **STEPS), workdir, log=quiet)
+
+
+# --- a full disk --------------------------------------------------------------------------------
+def test_disk_full_errors_from_the_libraries_name_the_path():
+  from_os = OSError(errno.ENOSPC, "No space left on device", "/runs/w/config.json.tmp")
+  orbax = ValueError('RESOURCE_EXHAUSTED: Error writing "x" in OCDBT database at local file '
+                     '"/runs/w/checkpoints/steps/4.orbax-checkpoint-tmp/": Failed writing: '
+                     '"/runs/w/checkpoints/steps/4.orbax-checkpoint-tmp/d/ab": Failed to write '
+                     "10 bytes to file 7: No space left on device [os_error_code='28']")
+  tf_text = RuntimeError("{{function_node x}} /runs/w/tensorboard/events.v2; No space left on "
+                         "device\n\tFailed to flush 1 events")
+  try:
+    try:
+      raise from_os
+    except OSError as e:
+      raise RuntimeError("while saving") from e
+  except RuntimeError as e:
+    chained = e
+  assert errors.disk_full_path(from_os) == "/runs/w/config.json.tmp"
+  assert errors.disk_full_path(chained) == "/runs/w/config.json.tmp"
+  assert errors.disk_full_path(orbax) == "/runs/w/checkpoints/steps/4.orbax-checkpoint-tmp/d/ab"
+  assert errors.disk_full_path(tf_text) == "/runs/w/tensorboard/events.v2"
+  assert errors.disk_full_path(OSError(errno.EACCES, "Permission denied", "/x")) is None
+  assert errors.disk_full_path(ValueError("shapes differ")) is None
+
+
+def test_any_disk_full_error_is_one_sentence_exit_2(capsys):
+  @errors.cli_main
+  def main():
+    raise ValueError('Failed writing: "/runs/w/x": No space left on device')
+
+  with pytest.raises(SystemExit) as exit_info:
+    main()
+  assert exit_info.value.code == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert lines == ["error: no space left on the disk for /runs/w/x; free some space and rerun "
+                   "the same command"]
+
+
+def test_a_json_write_on_a_full_disk_keeps_the_old_file(tmp_path, monkeypatch):
+  path = str(tmp_path / "final_metrics.json")
+  files.write_json(path, {"old": 1})
+
+  def full(_):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(files.os, "fsync", full)
+  with pytest.raises(UserError, match=f"no space left on the disk for {path}; free some space"):
+    files.write_json(path, {"new": 2})
+  monkeypatch.undo()
+  assert files.read_json(path, "x", "y") == {"old": 1}
+  assert os.listdir(tmp_path) == ["final_metrics.json"]
+
+
+def test_a_lock_that_does_not_fit_leaves_no_workdir(tiny_dataset_dir, tmp_path, monkeypatch):
+  def full(*_):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(lifecycle.os, "write", full)
+  workdir = str(tmp_path / "new")
+  with pytest.raises(UserError, match=f"no space left on the disk for {workdir}"):
+    lifecycle.Run(tiny_config(tiny_dataset_dir), workdir, log=quiet)
+  assert not os.path.exists(workdir)
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused_and_the_rerun_resumes(
+    reference, tiny_dataset_dir, tmp_path, monkeypatch):
+  """The disk fills up after the save at step 2: the next save is refused before it starts,
+  naming both sizes; once there is room again the rerun resumes from 2 and ends bitwise like the
+  uninterrupted run."""
+  real, checks = shutil.disk_usage, []
+
+  def filling_up(path):
+    checks.append(path)
+    usage = real(path)
+    return usage._replace(free=1000) if len(checks) > 1 else usage
+
+  monkeypatch.setattr(checkpoint.shutil, "disk_usage", filling_up)
+  workdir = str(tmp_path / "w")
+  with pytest.raises(UserError) as error:
+    train.train_and_evaluate(tiny_config(tiny_dataset_dir, **STEPS), workdir, log=quiet)
+  assert re.fullmatch(  # the evaluation's best save at step 3 is the first after step 2
+      f"no space left on the disk for {re.escape(workdir)}/checkpoints/best: it needs about "
+      r"[1-9][0-9.]* MiB, 0\.0 MiB are free; free some space and rerun the same command \(it "
+      r"resumes from step 2\)", str(error.value)), error.value
+  assert checkpoint.available_steps(os.path.join(workdir, "checkpoints")) == [2]
+  assert not glob.glob(os.path.join(workdir, "checkpoints", "steps", "*tmp*"))
+  monkeypatch.undo()
+  train.train_and_evaluate(tiny_config(tiny_dataset_dir, **STEPS), workdir, log=quiet)
+  jax.tree.map(np.testing.assert_array_equal, _params(workdir), _params(reference))
+
+
+def _mount_tmpfs(path, size):
+  os.makedirs(path, exist_ok=True)
+  result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path],
+                          capture_output=True, text=True, check=False)
+  if result.returncode:
+    pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip() or 'not permitted'})")
+
+
+NO_SPACE_CHECK = """
+import sys
+from rrd_jax import checkpoint, train
+checkpoint._check_space = lambda *_: None  # so that orbax's writer meets the full disk
+sys.argv[0] = "rrd-train"
+train.main()
+"""
+
+
+@pytest.mark.slow
+def test_a_full_disk_under_the_cli_is_one_sentence_and_the_rerun_resumes(
+    reference, tiny_dataset_dir, tmp_path):
+  """A real full disk (a tmpfs with room for the save at step 2 and not the next): the next save
+  is refused by the space check, or (check off) fails in orbax's writer; either way one sentence,
+  exit 2, within seconds, the save at step 2 intact; after a bigger remount the rerun resumes."""
+  save_bytes = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in
+                   os.walk(os.path.join(reference, "checkpoints", "steps", "2")) for name in names)
+  estimate = checkpoint.SPACE_MARGIN + sum(  # what the space check asks for (arrays + margin)
+      leaf.nbytes for leaf in jax.tree.leaves(reward_setup.restore_run_state(reference)[0]))
+  pages = lambda n: f"{(int(n) + 128 * 1024) // 4096 * 4096}"  # + config, metrics, events
+  sizes = [pages(estimate + save_bytes / 2), pages(save_bytes * 1.6)]
+  flags = ["--config", "configs/libero_rrd.py", *TINY_FLAGS, f"--config.data.dataset_dir="
+           f"{tiny_dataset_dir}", "--config.train.num_steps=6", "--config.eval.every_steps=3",
+           "--config.checkpoint.every_steps=2"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)
+
+  def train_cli(workdir, *prefix):
+    command = [sys.executable, *(prefix or ["-m", "rrd_jax.train"]), "--workdir", workdir, *flags]
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300, check=False)
+    return result, time.perf_counter() - started
+
+  mounts = [str(tmp_path / "checked"), str(tmp_path / "in_flight")]
+  try:
+    for mount, size, prefix in zip(mounts, sizes, ([], ["-c", NO_SPACE_CHECK])):
+      _mount_tmpfs(mount, size)
+      workdir = os.path.join(mount, "w")
+      result, seconds = train_cli(workdir, *prefix)
+      expected = [f"no space left on the disk for {workdir}/checkpoints/",
+                  "rerun the same command (it resumes from step 2)"]
+      assert_one_sentence_error(result, expected + (["MiB are free"] if not prefix else []),
+                                result.stderr[-3000:])
+      assert seconds < 120, seconds
+      assert checkpoint.available_steps(os.path.join(workdir, "checkpoints")) == [2]
+      subprocess.run(["mount", "-o", "remount,size=20m", mount], check=True)
+      result, _ = train_cli(workdir)
+      assert result.returncode == 0, result.stderr[-3000:]
+      assert "from step 2" in result.stdout
+      assert checkpoint.available_steps(os.path.join(workdir, "checkpoints"))[-1] == 6
+      assert not glob.glob(os.path.join(workdir, "checkpoints", "*", "*tmp*"))  # cleaned up
+  finally:
+    for mount in mounts:
+      subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
