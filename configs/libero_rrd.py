@@ -53,7 +53,8 @@ def get_config(variant=""):
   data.num_parallel_calls = -1  # tf.data parallel episode loads (-1 = AUTOTUNE).
   data.cache = "none"  # "none": stream with tf.data; "host"/"device": decode every training frame
   #                      once into host RAM / accelerator memory (device: sampling inside the jit).
-  data.skip_bad_episodes = False  # True: skip unreadable / non-finite episodes (counted) instead of failing.
+  data.skip_bad_episodes = False  # True: skip unreadable / non-finite / undecodable-frame episodes
+  #                                (counted; every frame read is decoded once at start) instead of failing.
 
   config.returns = returns = ml_collections.ConfigDict()
   returns.kind = "sum"  # "sum": R = sum of rewards; "time_penalty": R = sum - time_penalty * T.
