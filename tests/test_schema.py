@@ -92,6 +92,8 @@ def test_a_run_saved_with_old_names_resumes(tmp_path, capsys):
   os.close(lock)
   assert (resumed_workdir, resume) == (workdir, True)
   assert "old config names" in capsys.readouterr().err
+  with open(os.path.join(workdir, "metrics.jsonl"), "w", encoding="utf-8") as f:
+    f.write('{"step": 2, "train/loss": 1.0}\n')  # (a run that saved nothing would give way)
   changed = tiny_config("/data", **{"eval.every_steps": 4})
   with pytest.raises(UserError, match="eval.every_steps: 3 -> 4"):
     lifecycle.prepare_workdir(workdir, changed, log=lambda *_: None)
