@@ -67,6 +67,8 @@ def get_config(variant=""):
   model.kind = "pixel"  # "pixel" (conv trunk + MLP) or "mlp" (low-dim MLP on [s, a, s - s']).
   model.frame_diff = False  # Pixel model: also feed the frame difference o - o'.
   model.use_wrist = False  # Pixel model: a second conv trunk on the wrist camera.
+  model.augment = "shift"  # Pixel model, training only: "shift" (DrQ random shift) or "none".
+  model.augment_pad = 4  # "shift": pixels of padding, i.e. the largest shift either way.
   model.use_instruction = False  # Learned embedding of the language instruction.
   model.instruction_dim = 32
   model.hidden_sizes = (256, 256)
@@ -81,6 +83,7 @@ def get_config(variant=""):
   config.optim = optim = ml_collections.ConfigDict()
   optim.learning_rate = 3e-4  # Adam.
   optim.grad_clip_norm = 0.0  # Global-norm clipping; 0 = off.
+  optim.weight_decay = 0.0  # Decoupled weight decay (AdamW); 0 = plain Adam.
 
   config.train = train = ml_collections.ConfigDict()
   train.num_steps = 1500  # Reward-model updates.

@@ -71,6 +71,7 @@ def get_config(variant="hopper"):
   config.optim = optim = ml_collections.ConfigDict()  # The reward model's optimiser.
   optim.learning_rate = 3e-4  # Adam.
   optim.grad_clip_norm = 0.0  # Global-norm clipping; 0 = off.
+  optim.weight_decay = 0.0  # Decoupled weight decay (AdamW); 0 = plain Adam.
 
   config.replay = replay = ml_collections.ConfigDict()
   replay.capacity = 1_000_000  # Transitions kept (a ring of whole finished episodes).

@@ -83,3 +83,28 @@ def roc_auc(positive_scores, negative_scores):
   ranks[order] = np.repeat(average, counts)
   u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
   return float(u / (len(pos) * len(neg)))
+
+
+def overfitting_warning(history, patience=3):
+  """A warning line when the held-out eval/loss rose at each of the last `patience` evaluations
+  while the train_eval/loss fell over them, else None. history: the evaluations' metric dicts,
+  oldest first."""
+  recent = history[-(patience + 1):]
+  if len(recent) < patience + 1 or not all("train_eval/loss" in r for r in recent):
+    return None
+  held_out = [r["eval/loss"] for r in recent]
+  train = [r["train_eval/loss"] for r in recent]
+  if all(b > a for a, b in zip(held_out, held_out[1:])) and train[-1] < train[0]:
+    return (f"warning: the held-out eval/loss rose at each of the last {patience} evaluations "
+            f"({held_out[0]:.4g} -> {held_out[-1]:.4g}) while the train_eval/loss fell "
+            f"({train[0]:.4g} -> {train[-1]:.4g}): the model is overfitting its training episodes "
+            "(predict and relabel use the best checkpoint by default)")
+  return None
+
+
+def side_by_side(results):
+  """ "held-out vs train episodes: loss a vs b, within_pearson c vs d" from eval results."""
+  pairs = [f"{name} {results[f'eval/{name}']:.4g} vs {results[f'train_eval/{name}']:.4g}"
+           for name in ("loss", "within_pearson", "return_r2")
+           if f"eval/{name}" in results and f"train_eval/{name}" in results]
+  return "held-out vs training episodes: " + ", ".join(pairs) if pairs else ""

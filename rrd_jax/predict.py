@@ -20,7 +20,8 @@ import jax
 import numpy as np
 from absl import flags
 
-from rrd_jax import config_utils, evaluation, files, parallel, plots, reward_setup, schema
+from rrd_jax import checkpoint, config_utils, evaluation, files, lifecycle, parallel, plots
+from rrd_jax import reward_setup, schema
 from rrd_jax import step as step_lib
 from rrd_jax.data import pipeline, returns, source
 from rrd_jax.errors import UserError, run_app
@@ -96,12 +97,18 @@ def _dataset_and_offset(workdir, config, facts, dataset_dir):
   return dataset_dir, returns.reward_offset(run_returns["kind"], run_returns["time_penalty"])
 
 
+def _default_checkpoint(workdir, facts):
+  """"best" (lowest held-out eval/loss) when the run kept one, else "latest"."""
+  directory = lifecycle.checkpoint_dir(workdir, facts.get("checkpoint_dir"))
+  return "best" if checkpoint.available_steps(directory, "best") else "latest"
+
+
 class RunPredictor:
   """A trained run's reward model, ready to predict whole episodes of a dataset."""
 
   def __init__(self, workdir, dataset_dir="", batch_size=0, checkpoint_name=""):
     config, facts = config_utils.read_run_config(workdir)
-    self.which = str(checkpoint_name or "latest")
+    self.which = str(checkpoint_name or _default_checkpoint(workdir, facts))
     if not schema.is_checkpoint_name(self.which):
       raise UserError(f"--checkpoint must be latest, best or a step number, got {self.which!r}")
     self.workdir = os.path.abspath(workdir)
@@ -128,6 +135,12 @@ class RunPredictor:
     self.predict_fn = step_lib.make_predict_fn(self.state.apply_fn, self.loader.inputs.keys,
                                                self.mesh)
     self.step = int(jax.device_get(self.state.step))
+
+  def describe(self):
+    """Which checkpoint is used, for the log: "the best checkpoint (step 30)"."""
+    if self.which in ("best", "latest"):
+      return f"the {self.which} checkpoint (step {self.step})"
+    return f"the step-{self.step} checkpoint"
 
   def predict(self, episode_ids, progress=None):
     """(predicted, dataset) per-step rewards, lists of [T_i] arrays in `episode_ids` order."""
@@ -168,7 +181,7 @@ def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, checkpoint_n
     raise UserError(f"output directory {out_dir} cannot be created ({e.strerror})") from None
   index = predictor.index
   log(f"Predicting {int(index.lengths.sum())} steps of {len(index)} episodes of "
-      f"{predictor.dataset_dir} with the step-{predictor.step} checkpoint of {workdir}.")
+      f"{predictor.dataset_dir} with {predictor.describe()} of {workdir}.")
   bar = progress_bar(int(index.lengths.sum()), "predict", unit="frame")
   predicted, true = predictor.predict(np.arange(len(index)), progress=bar)
   bar.close()
@@ -178,7 +191,7 @@ def predict_dataset(workdir, out_dir, dataset_dir="", batch_size=0, checkpoint_n
   stats["per_instruction"] = per_instruction_summary(index, predicted, true_returns)
   files.write_json(os.path.join(out_dir, "summary.json"), {
       "workdir": predictor.workdir, "dataset_dir": predictor.dataset_dir,
-      "checkpoint_step": predictor.step, **stats})
+      "checkpoint": predictor.which, "checkpoint_step": predictor.step, **stats})
   if plot:
     write_plots(os.path.join(out_dir, "plots"), index, predicted, true, true_returns)
   os.remove(os.path.join(out_dir, INCOMPLETE))
@@ -197,8 +210,8 @@ def define_run_flags(out_help):
       "batch_size": flags.DEFINE_integer(
           "batch_size", 0, "Steps per forward pass; 0 = the run's train.predict_batch_size."),
       "checkpoint": flags.DEFINE_string(
-          "checkpoint", "latest", "Which checkpoint: latest, best (lowest held-out eval/loss) or a "
-          "step number."),
+          "checkpoint", "", "Which checkpoint: best (lowest held-out eval/loss), latest or a step "
+          "number; default: best when the run kept one (it had held-out episodes), else latest."),
   }
 
 

@@ -101,7 +101,7 @@ def relabel_dataset(workdir, dataset_dir, out_dir, replace_reward=False, batch_s
   reward_key = predictor.loader.keys.reward
   features = relabeled_features(builder.info.features, reward_key)
   log(f"{'Resuming' if resumed else 'Writing'} {out_dir}: {len(index.shard_paths)} shards, "
-      f"{len(index)} episodes, learned reward from step {predictor.step} of {workdir}.")
+      f"{len(index)} episodes, learned reward from {predictor.describe()} of {workdir}.")
   bar = progress_bar(len(index), "relabel", unit="episode")
   for shard_id, shard_path in enumerate(index.shard_paths):
     episode_ids = np.flatnonzero(index.shard_ids == shard_id)

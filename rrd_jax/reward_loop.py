@@ -28,9 +28,11 @@ def _mean_metrics(metric_list):
 
 
 class Evaluator:
-  """Held-out metrics: the RRD loss on fixed sampled batches, whole-episode reward recovery and
-  the ROC-AUC of predicted returns: success vs failure (when both occur among the predicted
-  episodes) and own vs another task's instruction (instruction-conditioned models)."""
+  """Held-out metrics (eval/...): the RRD loss on fixed sampled batches, whole-episode reward
+  recovery and the ROC-AUC of predicted returns: success vs failure (when both occur among the
+  predicted episodes) and own vs another task's instruction (instruction-conditioned models).
+  The loss and reward recovery are also measured the same way on a fixed set of training
+  episodes (train_eval/...), so that overfitting shows side by side."""
 
   def __init__(self, config, data, mesh, apply_fn):
     self.config, self.data, self.mesh = config, data, mesh
@@ -38,12 +40,12 @@ class Evaluator:
     self.eval_step = step_lib.make_eval_step(keys, config.rrd, mesh)
     self.predict_fn = step_lib.make_predict_fn(apply_fn, keys, mesh)
     self.sharding = parallel.batch_sharding(mesh)
+    self.history, self.warned = [], False  # this run's evaluations (the overfitting warning)
 
-  def _sampled_batches(self, state):
+  def _sampled_batches(self, state, episode_ids):
     config = self.config
     batches = pipeline.train_batches(
-        self.data.loader, self.data.eval_ids,
-        SamplerOptions.from_config(config, config.seed + 1),
+        self.data.loader, episode_ids, SamplerOptions.from_config(config, config.seed + 1),
         num_steps=config.eval.batches, process_index=jax.process_index(),
         process_count=jax.process_count())
     return _mean_metrics([self.eval_step(state, parallel.to_global(b, self.sharding))
@@ -55,15 +57,27 @@ class Evaluator:
         batch_size=self.config.train.predict_batch_size, sharding=self.sharding,
         instruction_ids=instruction_ids)
 
-  def __call__(self, state):
-    """(metrics, (predicted, dataset) per-step rewards of the fully predicted episodes)."""
-    results = {f"eval/{k}": v for k, v in self._sampled_batches(state).items()}
-    loader, episodes = self.data.loader, self.data.eval_ids[: self.config.eval.episodes]
+  def _scores(self, state, episode_ids, prefix):
+    """{prefix/metric}: the RRD loss on sampled batches of `episode_ids` and the reward recovery
+    of the first eval.episodes of them; plus their (predicted, dataset) per-step rewards."""
+    results = {f"{prefix}/{k}": v for k, v in self._sampled_batches(state, episode_ids).items()}
+    episodes = episode_ids[: self.config.eval.episodes]
     if not len(episodes):
       return results, ([], [])
     predicted, true = self._predict(state.params, episodes)
-    stats = evaluation.reward_statistics(predicted, true, loader.targets.returns[episodes])
-    results.update({f"eval/{k}": v for k, v in stats.items() if k not in ("episodes", "steps")})
+    stats = evaluation.reward_statistics(predicted, true,
+                                         self.data.loader.targets.returns[episodes])
+    results.update({f"{prefix}/{k}": v for k, v in stats.items() if k not in ("episodes", "steps")})
+    return results, (predicted, true)
+
+  def __call__(self, state):
+    """(metrics, (predicted, dataset) per-step rewards of the fully predicted held-out episodes)."""
+    results, (predicted, true) = self._scores(state, self.data.eval_ids, "eval")
+    results.update(self._scores(state, self.data.train_ids[: len(self.data.eval_ids)],
+                                "train_eval")[0])
+    loader, episodes = self.data.loader, self.data.eval_ids[: self.config.eval.episodes]
+    if not len(episodes):
+      return results, ([], [])
     predicted_returns = np.asarray([p.sum() for p in predicted])
     success = loader.targets.success[episodes]
     if success.any() and not success.all():
@@ -178,10 +192,16 @@ def _log_train(run, step, scalars):
 
 
 def _evaluate(run, evaluator, state, step):
-  """Held-out metrics at `step`: logged, plotted to TensorBoard, and the best checkpoint kept."""
+  """Held-out metrics at `step`: logged (with a warning when the model overfits), plotted to
+  TensorBoard, and the best checkpoint kept."""
   with run.clock.excluded():  # keep evaluation out of the step timings
     results, (predicted, true) = evaluator(state)
     run.loggers[0].write(step, results)
+    evaluator.history.append(results)
+    warning = evaluation.overfitting_warning(evaluator.history)
+    if warning and not evaluator.warned:
+      evaluator.warned = True
+      run.log(warning)
     if predicted and run.main:
       titles = [f"held-out #{e}" for e in evaluator.data.eval_ids[:4]]
       run.loggers[0].write_image(step, "eval/episodes", plots.to_rgb_array(
@@ -254,6 +274,8 @@ def _run(run, config, mesh):
       results = _evaluate(run, evaluator, state, num_steps) if len(data.eval_ids) else {}
   run.finish(num_steps, checkpoint.train_state_items(state), _meta(run, config, num_steps),
              [{"step": num_steps, **results}])
+  if evaluation.side_by_side(results):
+    run.log(f"Final {evaluation.side_by_side(results)}.")
   run.log(f"Done. Checkpoints in {run.checkpoint_dir}; metrics in {run.workdir}/metrics.jsonl.")
   return results
 

@@ -7,7 +7,8 @@ Two kinds of run (config.kind), one config file each:
 The same concept has the same name in both: train.log_every_steps, eval.every_steps,
 eval.episodes, optim.learning_rate (the reward model's optimiser), checkpoint.*.
 Configs saved under older names (a run's config.json, --config.FIELD overrides) are read through
-RENAMED / DROPPED with one deprecation line (`upgrade`, `upgrade_key`).
+RENAMED / DROPPED with one deprecation line (`upgrade`, `upgrade_key`); fields added since (ADDED)
+get the value that reproduces the old run.
 """
 
 import sys
@@ -17,6 +18,7 @@ from rrd_jax.errors import UserError
 RUN_KINDS = ("reward_model", "agent")
 # Reward model (configs/libero_rrd.py)
 MODEL_KINDS = ("pixel", "mlp")
+AUGMENT_KINDS = ("none", "shift")  # rrd_jax/augment.py
 DTYPE_NAMES = ("float32", "bfloat16")
 MIN_PIXEL_IMAGE_SIZE = 36  # smallest input the VALID-padded conv trunk maps to >= 1x1
 LOSS_FORMS = ("mean", "return")  # RRD loss: (m - R/T)^2 (reference) or (T*m - R)^2 (seed tool)
@@ -39,6 +41,11 @@ RENAMED = {
                      "train.eval_batches": "eval.batches",
                      "train.eval_episodes": "eval.episodes"},
     "agent": {"rrd.learning_rate": "optim.learning_rate"},
+}
+# Fields added since: the value that reproduces what a run saved before them computed.
+ADDED = {
+    "reward_model": {"model.augment": "none", "model.augment_pad": 4, "optim.weight_decay": 0.0},
+    "agent": {"optim.weight_decay": 0.0},
 }
 # Fields that no longer exist: what replaced them.
 DROPPED = {
@@ -72,6 +79,8 @@ def _common(config):
          f"optim.learning_rate must be > 0, got {config.optim.learning_rate}")
   _check(config.optim.grad_clip_norm >= 0,
          f"optim.grad_clip_norm must be >= 0 (0 = off), got {config.optim.grad_clip_norm}")
+  _check(config.optim.weight_decay >= 0,
+         f"optim.weight_decay must be >= 0 (0 = off), got {config.optim.weight_decay}")
   _check(config.train.log_every_steps >= 1,
          f"train.log_every_steps must be >= 1, got {config.train.log_every_steps}")
   _check(config.eval.every_steps >= 1,
@@ -141,6 +150,9 @@ def upgrade(tree, where="a saved config"):
       changes.append(f"{old} dropped (now {replacement})")
       if old == "rrd.bias_correction" and value and tree["reward"]["kind"] == "rrd":
         tree["reward"]["kind"] = "rrd_lrd"
+  for key, default in ADDED[kind].items():
+    value, found = _pop(tree, key)
+    _put(tree, key, value if found else default)
   _deprecation(where, changes)
   return tree
 
@@ -169,6 +181,10 @@ def validate_reward_model(config):
   _one_of(data.cache, CACHE_KINDS, "data.cache")
   _one_of(model.kind, MODEL_KINDS, "model.kind")
   _one_of(model.dtype, DTYPE_NAMES, "model.dtype")
+  _one_of(model.augment, AUGMENT_KINDS, "model.augment")
+  _check(isinstance(model.augment_pad, int) and 0 <= model.augment_pad <= data.image_size // 4,
+         f"model.augment_pad must be an integer in [0, data.image_size / 4 = "
+         f"{data.image_size // 4}], got {model.augment_pad!r}")
   _layer_sizes(model.hidden_sizes, "model.hidden_sizes")
   _check(model.instruction_dim >= 1,
          f"model.instruction_dim must be >= 1, got {model.instruction_dim}")

@@ -20,7 +20,9 @@ def make_optimizer(optim_config):
   chain = []
   if optim_config.grad_clip_norm > 0:
     chain.append(optax.clip_by_global_norm(optim_config.grad_clip_norm))
-  chain.append(optax.adam(optim_config.learning_rate))
+  decay = optim_config.get("weight_decay", 0.0)  # AdamW when > 0 (plain Adam keeps its state tree)
+  chain.append(optax.adamw(optim_config.learning_rate, weight_decay=decay) if decay > 0
+               else optax.adam(optim_config.learning_rate))
   return optax.chain(*chain)
 
 
@@ -68,9 +70,12 @@ def _loss_and_metrics(apply_fn, params, batch, input_keys, rrd_config, bias_corr
   return loss, metrics
 
 
-def train_update(state, batch, input_keys, rrd_config, bias_correction=None):
+def train_update(state, batch, input_keys, rrd_config, bias_correction=None, augmentation=None):
   """One Adam step on an RRD batch (unjitted; the jitted steps below and the online learner wrap
-  it). `bias_correction` overrides rrd_config.bias_correction (a bool or a traced [] bool)."""
+  it). `bias_correction` overrides rrd_config.bias_correction (a bool or a traced [] bool).
+  augmentation: an augment.Augmentation applied to the batch's frames for step state.step."""
+  if augmentation is not None:
+    batch = augmentation(batch, state.step)
   grad_fn = jax.grad(functools.partial(_loss_and_metrics, state.apply_fn, input_keys=input_keys,
                                        rrd_config=rrd_config, bias_correction=bias_correction),
                      argnums=0, has_aux=True)
@@ -79,7 +84,7 @@ def train_update(state, batch, input_keys, rrd_config, bias_correction=None):
   return state.apply_gradients(grads=grads), metrics
 
 
-def make_cached_train_fn(input_keys, rrd_config, mesh, cache):
+def make_cached_train_fn(input_keys, rrd_config, mesh, cache, augmentation=None):
   """(state, table, probabilities, first_step, num_steps) -> (state, mean metrics): num_steps
   updates in one call (lax.scan), each on the batch `cache.sample` draws inside jit for its step
   from the device-resident frame table (rrd_jax/data/cache.py DeviceCache)."""
@@ -89,7 +94,7 @@ def make_cached_train_fn(input_keys, rrd_config, mesh, cache):
     def body(state, step):
       batch = jax.lax.with_sharding_constraint(cache.sample(table, probabilities, step),
                                                batch_sharding)
-      return train_update(state, batch, input_keys, rrd_config)
+      return train_update(state, batch, input_keys, rrd_config, augmentation=augmentation)
 
     state, metrics = jax.lax.scan(body, state, first_step + jnp.arange(num_steps))
     return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
@@ -98,10 +103,11 @@ def make_cached_train_fn(input_keys, rrd_config, mesh, cache):
                  out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)))
 
 
-def make_train_step(input_keys, rrd_config, mesh):
+def make_train_step(input_keys, rrd_config, mesh, augmentation=None):
   """(state, batch) -> (state, metrics); batch leaves are [B, K, ...] sharded over `data`."""
 
-  train_step = functools.partial(train_update, input_keys=input_keys, rrd_config=rrd_config)
+  train_step = functools.partial(train_update, input_keys=input_keys, rrd_config=rrd_config,
+                                 augmentation=augmentation)
   return jax.jit(train_step, in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
                  out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
                  donate_argnums=(0,))

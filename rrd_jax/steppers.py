@@ -6,6 +6,7 @@ import time
 import jax
 
 from rrd_jax import parallel
+from rrd_jax.augment import Augmentation
 from rrd_jax import step as step_lib
 from rrd_jax.data import cache, pipeline
 from rrd_jax.data.sampling import SamplerOptions
@@ -51,12 +52,14 @@ def make_stepper(config, data, mesh, start_step, log=print):
   num_steps = max(0, config.train.num_steps - start_step)
   options = SamplerOptions.from_config(config, config.seed)
   input_keys = loader.inputs.keys
+  augmentation = Augmentation.from_config(config)
+  train_step = step_lib.make_train_step(input_keys, config.rrd, mesh, augmentation)
   if kind == "none":
     batches = pipeline.train_batches(
         loader, train_ids, options, start_step=start_step, num_steps=num_steps,
         num_parallel_calls=config.data.num_parallel_calls, process_index=jax.process_index(),
         process_count=jax.process_count())
-    return BatchStepper(batches, step_lib.make_train_step(input_keys, config.rrd, mesh), mesh)
+    return BatchStepper(batches, train_step, mesh)
   if jax.process_count() > 1:
     raise UserError(f"data.cache={kind} supports single-process jobs; use data.cache=none with "
                     f"{jax.process_count()} processes")
@@ -66,9 +69,8 @@ def make_stepper(config, data, mesh, start_step, log=print):
   component_ids = loader.component_ids[train_ids]
   if kind == "host":
     host = cache.HostCache(table, loader.inputs, options, component_ids=component_ids)
-    return BatchStepper(host.batches(start_step, num_steps),
-                        step_lib.make_train_step(input_keys, config.rrd, mesh), mesh)
+    return BatchStepper(host.batches(start_step, num_steps), train_step, mesh)
   device_cache = cache.DeviceCache(table, loader.inputs, options, component_ids=component_ids,
                                    sharding=parallel.replicated(mesh))
-  return DeviceStepper(device_cache,
-                       step_lib.make_cached_train_fn(input_keys, config.rrd, mesh, device_cache))
+  return DeviceStepper(device_cache, step_lib.make_cached_train_fn(
+      input_keys, config.rrd, mesh, device_cache, augmentation))

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from rrd_jax import evaluation
 from rrd_jax.evaluation import reward_statistics
 
 
@@ -49,3 +50,27 @@ def test_matches_numpy_definitions():
   assert stats["return_mse"] == pytest.approx(np.mean((sums - r) ** 2), rel=1e-6)
   assert stats["return_r2"] == pytest.approx(1 - np.sum((sums - r) ** 2) / np.sum((r - r.mean()) ** 2),
                                              rel=1e-6)
+
+
+def _evals(held_out, train):
+  return [{"eval/loss": h, "train_eval/loss": t} for h, t in zip(held_out, train)]
+
+
+def test_the_overfitting_warning_needs_a_held_out_rise_at_each_evaluation_while_train_falls():
+  warning = evaluation.overfitting_warning(_evals([1.0, 0.5, 0.6, 0.7, 0.8],
+                                                  [1.0, 0.5, 0.4, 0.3, 0.2]))
+  assert warning.startswith("warning: the held-out eval/loss rose at each of the last 3 "
+                            "evaluations (0.5 -> 0.8) while the train_eval/loss fell (0.5 -> 0.2)")
+  for held_out, train in (([1.0, 0.6, 0.7, 0.8], [1.0, 0.5, 0.6, 1.1]),  # train rose too
+                          ([1.0, 0.6, 0.7, 0.65], [1.0, 0.5, 0.4, 0.3]),  # not every time
+                          ([0.6, 0.7, 0.8], [0.5, 0.4, 0.3])):  # too few evaluations
+    assert evaluation.overfitting_warning(_evals(held_out, train)) is None
+  assert evaluation.overfitting_warning([{"eval/loss": x} for x in (1, 2, 3, 4)]) is None
+
+
+def test_side_by_side_pairs_the_held_out_and_training_figures():
+  results = {"eval/loss": 0.5, "train_eval/loss": 0.25, "eval/within_pearson": 0.8,
+             "train_eval/within_pearson": 0.9, "eval/success_auc": 1.0}
+  assert evaluation.side_by_side(results) == (
+      "held-out vs training episodes: loss 0.5 vs 0.25, within_pearson 0.8 vs 0.9")
+  assert evaluation.side_by_side({"eval/loss": 0.5}) == ""

@@ -66,6 +66,9 @@ def test_upgrade_maps_an_old_reward_model_config(capsys):
   assert "checkpoint.restore dropped" in err[0]
   schema.upgrade(upgraded)  # today's names: nothing to say
   assert capsys.readouterr().err == ""
+  # a config saved before model.augment existed trained without augmentation
+  del old["model"]["augment"], old["model"]["augment_pad"]
+  assert schema.upgrade(old)["model"]["augment"] == "none"
 
 
 def test_upgrade_maps_an_old_agent_config(capsys):
@@ -145,6 +148,10 @@ def test_validate_dispatches_on_kind():
     ({"optim.grad_clip_norm": -1.0}, "optim.grad_clip_norm must be >= 0"),
     ({"eval.episodes": -1}, "eval.episodes must be >= 0"),
     ({"profile.server_port": 99999}, "profile.server_port must be a port in 1..65535"),
+    ({"model.augment": "flip"}, "model.augment must be one of none, shift"),
+    ({"optim.weight_decay": -0.1}, "optim.weight_decay must be >= 0 (0 = off), got -0.1"),
+    ({"model.augment_pad": 17}, "model.augment_pad must be an integer in [0, data.image_size / 4 "
+                                "= 16], got 17"),
 ])
 def test_reward_model_values_are_checked_up_front(override, message):
   with pytest.raises(UserError) as e:

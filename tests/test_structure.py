@@ -18,7 +18,7 @@ PACKAGE = os.path.join(ROOT, "rrd_jax")
 LAYERS = (
     ("config", ("errors", "schema", "inputs", "files", "config_utils", "progress")),
     ("data", ("data.*",)),
-    ("model", ("models",)),
+    ("model", ("models", "augment")),
     ("loss", ("losses",)),
     ("step", ("step", "parallel")),
     ("loop", ("checkpoint", "metrics", "interrupt", "lifecycle", "plots", "curves", "evaluation",

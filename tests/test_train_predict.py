@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from rrd_jax import predict, reward_setup, train
+from rrd_jax import checkpoint, predict, reward_setup, train
 from rrd_jax.data import rlds
 from tests.helpers import tiny_config
 
@@ -58,6 +58,9 @@ def test_run_files(run, tiny_dataset_dir):
   eval_rows = [r for r in rows if "eval/loss" in r]
   assert [r["step"] for r in eval_rows] == [3, 6]
   assert {"eval/within_pearson", "eval/pooled_pearson", "eval/return_r2"} <= set(eval_rows[-1])
+  # the same figures on training episodes, side by side (overfitting shows as a gap)
+  assert {"train_eval/loss", "train_eval/within_pearson"} <= set(eval_rows[-1])
+  assert eval_rows[-1]["train_eval/loss"] != eval_rows[-1]["eval/loss"]
   assert results["eval/loss"] == pytest.approx(eval_rows[-1]["eval/loss"])
   events = glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
   assert events
@@ -139,7 +142,8 @@ def test_predict_saves_cumulative_rewards_summary_and_plots(run, tmp_path):
     assert values["return_true_mean"] == pytest.approx(arrays["episode_return_true"][ids].mean())
     assert values["return_pred_mean"] == pytest.approx(arrays["episode_return_pred"][ids].mean(),
                                                        rel=1e-5)
-  assert summary["checkpoint_step"] == 6
+  best = checkpoint.available_steps(os.path.join(workdir, "checkpoints"), "best")
+  assert summary["checkpoint"] == "best" and [summary["checkpoint_step"]] == best  # the default
   for name in ("episodes.png", "returns.png", "reward_hist.png"):
     with open(os.path.join(out, "plots", name), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -181,3 +185,25 @@ def test_predict_refuses_an_out_that_is_not_its_own_empty_or_new_directory(run, 
   assert not os.path.exists(os.path.join(done, ".incomplete"))
   with pytest.raises(UserError, match="already holds predictions"):
     predict.predict_dataset(workdir, done, log=lambda *_: None)
+
+
+def test_predict_uses_the_best_checkpoint_by_default_and_says_which(run, tiny_dataset_dir,
+                                                                    tmp_path, capsys):
+  workdir, _ = run
+  best = checkpoint.available_steps(os.path.join(workdir, "checkpoints"), "best")[0]
+  best_params = reward_setup.restore_run_state(workdir, "best")[0].params
+  latest_params = reward_setup.restore_run_state(workdir, "latest")[0].params
+  predictor = predict.RunPredictor(workdir)
+  assert (predictor.which, predictor.step) == ("best", best)
+  jax.tree.map(np.testing.assert_array_equal, predictor.state.params, best_params)
+  predict.predict_dataset(workdir, str(tmp_path / "p"), plot=False, log=print)
+  assert f"with the best checkpoint (step {best}) of {workdir}" in capsys.readouterr().out
+  latest = predict.RunPredictor(workdir, checkpoint_name="latest")
+  assert latest.step == 6
+  jax.tree.map(np.testing.assert_array_equal, latest.state.params, latest_params)
+  # a run without held-out episodes keeps no best checkpoint: the default is the latest
+  no_eval = str(tmp_path / "no_eval")
+  train.train_and_evaluate(tiny_config(tiny_dataset_dir, **{"data.eval_fraction": 0.0,
+                                                            "train.num_steps": 2}),
+                           no_eval, log=lambda *_: None)
+  assert (predict.RunPredictor(no_eval).which, predict.RunPredictor(no_eval).step) == ("latest", 2)

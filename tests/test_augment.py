@@ -1,0 +1,78 @@
+"""rrd_jax/augment.py: the DrQ shift against a NumPy reference, its (seed, step) determinism,
+o / o' alignment, the wrist camera's own draw, and where it applies (pixel training only)."""
+
+import jax
+import numpy as np
+import pytest
+
+from rrd_jax import step as step_lib
+from rrd_jax.augment import Augmentation, random_shift
+from tests.helpers import tiny_config
+
+
+def _reference_shift(image, offset, pad):
+  padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+  size = image.shape[0]
+  return padded[offset[0]: offset[0] + size, offset[1]: offset[1] + size]
+
+
+def test_random_shift_matches_numpy_pad_and_crop():
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (2, 3, 12, 12, 3), dtype=np.uint8)
+  offsets = rng.integers(0, 7, (2, 3, 2))
+  shifted = np.asarray(random_shift(images, offsets, 3))
+  assert shifted.shape == images.shape and shifted.dtype == np.uint8
+  for b in range(2):
+    for k in range(3):
+      np.testing.assert_array_equal(shifted[b, k], _reference_shift(images[b, k], offsets[b, k], 3))
+  centred = np.asarray(random_shift(images, np.full((2, 3, 2), 3), 3))
+  np.testing.assert_array_equal(centred, images)  # offset (pad, pad) is the identity
+
+
+def _batch(rng):
+  image = rng.integers(0, 256, (4, 5, 16, 16, 3), dtype=np.uint8)
+  return {"image": image, "next_image": image.copy(), "wrist_image": image.copy(),
+          "state": rng.normal(size=(4, 5, 3)).astype(np.float32)}
+
+
+def test_the_shift_is_a_function_of_seed_and_step_and_keeps_o_and_next_o_aligned():
+  batch = _batch(np.random.default_rng(1))
+  shift = Augmentation("shift", pad=2, seed=7)
+  first, again = shift(batch, 3), shift(batch, 3)
+  for name in ("image", "next_image", "wrist_image"):
+    np.testing.assert_array_equal(first[name], again[name])
+  np.testing.assert_array_equal(first["image"], first["next_image"])  # one offset for o and o'
+  assert not np.array_equal(first["image"], first["wrist_image"])  # the wrist's own draw
+  assert not np.array_equal(first["image"], shift(batch, 4)["image"])  # another step
+  assert not np.array_equal(first["image"], Augmentation("shift", 2, seed=8)(batch, 3)["image"])
+  assert not np.array_equal(first["image"], batch["image"])
+  np.testing.assert_array_equal(first["state"], batch["state"])  # only frames move
+  jitted = jax.jit(lambda b, s: shift(b, s))(batch, np.int32(3))
+  np.testing.assert_array_equal(jitted["image"], first["image"])  # a traced step draws the same
+  for off in (Augmentation("none", 2, 7), Augmentation("shift", 0, 7)):
+    assert off(batch, 3) is batch
+
+
+@pytest.mark.parametrize("overrides, kind", [({}, "shift"), ({"model.augment": "none"}, "none"),
+                                              ({"model.kind": "mlp"}, "none")])
+def test_augmentation_is_on_by_default_for_pixel_models_only(overrides, kind):
+  assert Augmentation.from_config(tiny_config("/data", **overrides)).kind == kind
+
+
+def test_a_train_step_with_the_shift_differs_and_evaluation_never_shifts():
+  config = tiny_config("/data", **{"model.hidden_sizes": (8,)})
+  state = step_lib.create_train_state(config, 1, 3, 2)
+  rng = np.random.default_rng(2)
+  batch = {"image": rng.integers(0, 256, (2, 4, 40, 40, 3), dtype=np.uint8),
+           "state": rng.normal(size=(2, 4, 3)).astype(np.float32),
+           "next_state": rng.normal(size=(2, 4, 3)).astype(np.float32),
+           "action": rng.normal(size=(2, 4, 2)).astype(np.float32),
+           "episode_return": np.ones(2, np.float32), "episode_length": np.full(2, 9, np.int32)}
+  keys = ("state", "next_state", "action", "image")
+  plain = step_lib.train_update(state, batch, keys, config.rrd)[1]["loss"]
+  shifted = step_lib.train_update(state, batch, keys, config.rrd,
+                                  augmentation=Augmentation.from_config(config))[1]["loss"]
+  assert float(plain) != float(shifted)
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
+  evaluated = step_lib.make_eval_step(keys, config.rrd, mesh)(state, batch)["loss"]
+  np.testing.assert_allclose(evaluated, plain, rtol=1e-6)
