@@ -10,7 +10,6 @@ Saves are asynchronous in single-process jobs and atomic: orbax writes into a te
 and renames it when complete, so a crash mid-save leaves nothing that restore would pick up.
 """
 
-import contextlib
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ import time
 import jax
 import orbax.checkpoint as ocp
 
-from rrd_jax.errors import UserError, disk_full_error, disk_full_path
+from rrd_jax.errors import UserError, disk_full_error, full_disk_is_user_error
 
 STEPS_DIR = "steps"
 BEST_DIR = "best"
@@ -66,29 +65,20 @@ class Checkpointer:
     """One save at a time. A save that does not fit on the disk is refused before it starts (the
     space check, single-process jobs) or, failing in flight, ends the run with the same sentence;
     either way the saves already complete stay intact."""
-    with self._disk_full_is_user_error():
+    # orbax re-raises its asynchronous writers' errors here: a full disk becomes one sentence
+    with full_disk_is_user_error(resumes=self._resumes):
       for other in (self.steps, self.best):
         if other is not None:
           other.wait_until_finished()
       if jax.process_count() == 1:
-        _check_space(os.fspath(manager.directory), items, meta, self._resumes())
+        shortfall = _space_shortfall(os.fspath(manager.directory), items, meta)
+        if shortfall:
+          raise disk_full_error(os.fspath(manager.directory), *shortfall, self._resumes())
       manager.save(step, args=_save_args(items, meta), force=True, **kwargs)
 
-  @contextlib.contextmanager
-  def _disk_full_is_user_error(self):
-    """orbax re-raises its asynchronous writers' errors; a full disk becomes one sentence."""
-    try:
-      yield
-    except UserError:
-      raise
-    except Exception as e:  # pylint: disable=broad-except
-      path = disk_full_path(e)
-      if path is None:
-        raise
-      raise disk_full_error(path, resumes=self._resumes()) from None
-
   def _resumes(self):
-    self.steps.reload()  # what is complete on disk now
+    """" (it resumes from step N)" for a disk-full sentence: the newest save complete on disk."""
+    self.steps.reload()
     latest = self.steps.latest_step()
     return f" (it resumes from step {latest})" if latest is not None else ""
 
@@ -129,7 +119,7 @@ class Checkpointer:
   def close(self):
     """Waits for the save in flight, then closes; a failed in-flight save raises like _save."""
     try:
-      with self._disk_full_is_user_error():
+      with full_disk_is_user_error(resumes=self._resumes):
         for manager in (self.steps, self.best):
           if manager is not None:
             manager.wait_until_finished()
@@ -139,17 +129,16 @@ class Checkpointer:
           manager.close()
 
 
-def _check_space(directory, items, meta, resumes):
-  """UserError (with both sizes) when the disk under `directory` has less free space than a save
-  of `items` and `meta` needs (its uncompressed bytes plus SPACE_MARGIN: an upper bound)."""
+def _space_shortfall(directory, items, meta):
+  """(bytes needed, bytes free) when the disk under `directory` has less free space than a save of
+  `items` and `meta` needs (its uncompressed bytes plus SPACE_MARGIN: an upper bound), else None."""
   needed = sum(int(getattr(leaf, "nbytes", 8)) for leaf in jax.tree.leaves(items))
   needed += len(json.dumps(meta)) + SPACE_MARGIN
   existing = directory
   while not os.path.exists(existing):
     existing = os.path.dirname(existing)
   free = shutil.disk_usage(existing).free
-  if free < needed:
-    raise disk_full_error(directory, needed, free, resumes)
+  return (needed, free) if free < needed else None
 
 
 def _first_restorable(manager, steps, items, failed):

@@ -1,5 +1,6 @@
 """User-facing errors: one sentence, exit code 2, no traceback."""
 
+import contextlib
 import errno
 import functools
 import re
@@ -53,6 +54,22 @@ def disk_full_path(error):
   return None
 
 
+@contextlib.contextmanager
+def full_disk_is_user_error(path=None, resumes=lambda: ""):
+  """Inside the block, a write that finds the disk full (disk_full_path) becomes the one-sentence
+  UserError naming `path` (default: the path the error names), followed by resumes(); any other
+  error passes unchanged."""
+  try:
+    yield
+  except UserError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  (only a full disk is the user's to fix)
+    found = disk_full_path(e)
+    if found is None:
+      raise
+    raise disk_full_error(path or found, resumes=resumes()) from None
+
+
 def cli_main(fn):
   """Wraps a CLI `main(argv)`: a UserError prints `error: <message>` and exits 2 (so does a write
   that found the disk full, whatever raised it)."""
@@ -60,7 +77,8 @@ def cli_main(fn):
   @functools.wraps(fn)
   def wrapper(*args, **kwargs):
     try:
-      return fn(*args, **kwargs)
+      with full_disk_is_user_error():
+        return fn(*args, **kwargs)
     except UserError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(EXIT_USER_ERROR)
@@ -70,12 +88,6 @@ def cli_main(fn):
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside a training loop: no traceback
       print("interrupted by Ctrl-C.", file=sys.stderr)
       sys.exit(130)
-    except Exception as e:  # pylint: disable=broad-except  (only a full disk is the user's to fix)
-      path = disk_full_path(e)
-      if path is None:
-        raise
-      print(f"error: {disk_full_error(path)}", file=sys.stderr)
-      sys.exit(EXIT_USER_ERROR)
 
   return wrapper
 

@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 
-from rrd_jax.errors import DISK_FULL_ERRNOS, UserError, disk_full_error
+from rrd_jax.errors import UserError, full_disk_is_user_error
 
 
 @contextlib.contextmanager
@@ -17,15 +17,12 @@ def atomic_open(path, mode="w", **kwargs):
   directory = os.path.dirname(os.path.abspath(path))
   partial = f"{path}.tmp"  # one writer per file: the workdir lock, or the tool's own --out
   try:
-    with open(partial, mode, **kwargs) as f:
-      yield f
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(partial, path)
-  except OSError as e:
-    if e.errno in DISK_FULL_ERRNOS:
-      raise disk_full_error(path) from None
-    raise
+    with full_disk_is_user_error(path):
+      with open(partial, mode, **kwargs) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+      os.replace(partial, path)
   finally:
     if os.path.exists(partial):
       os.remove(partial)

@@ -25,7 +25,7 @@ import jax
 
 from rrd_jax import checkpoint, config_utils, files, interrupt, metrics, parallel
 from rrd_jax.progress import progress_bar
-from rrd_jax.errors import DISK_FULL_ERRNOS, UserError, disk_full_error
+from rrd_jax.errors import UserError, full_disk_is_user_error
 
 # Fields that may change between a run and its resumption without changing what it computes.
 RESUMABLE_CHANGES = ("train.num_steps", "train.total_env_steps", "checkpoint.overwrite",
@@ -99,13 +99,12 @@ def lock_workdir(workdir):
     os.close(fd)
     return None
   try:
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-  except OSError as e:
+    with full_disk_is_user_error(workdir):
+      os.ftruncate(fd, 0)
+      os.write(fd, f"{os.getpid()}\n".encode())
+  except BaseException:
     os.close(fd)
     os.remove(path)
-    if e.errno in DISK_FULL_ERRNOS:
-      raise disk_full_error(workdir) from None
     raise
   return fd
 
@@ -213,7 +212,7 @@ class Run:
     if self.main:
       try:
         self.workdir, resume, self.lock = prepare_workdir(workdir, config, log=self.log)
-      except BaseException:
+      except BaseException:  # (never another trainer's lock file: only an empty new directory)
         if not self._existed and os.path.isdir(path) and not os.listdir(path):
           os.rmdir(path)  # (e.g. its lock file did not fit on the disk)
         raise
@@ -321,7 +320,7 @@ class Run:
       with contextlib.suppress(Exception):
         self.close()
       if self.main and os.path.isdir(self.workdir) and os.listdir(self.workdir) == [LOCK_FILE]:
-        os.remove(os.path.join(self.workdir, LOCK_FILE))
+        os.remove(os.path.join(self.workdir, LOCK_FILE))  # this run's own lock
         if not self._existed:
           os.rmdir(self.workdir)
     return False

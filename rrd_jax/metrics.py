@@ -6,7 +6,7 @@ import math
 import os
 import sys
 
-from rrd_jax.errors import DISK_FULL_ERRNOS, disk_full_error
+from rrd_jax.errors import full_disk_is_user_error
 
 
 def read_rows(workdir):
@@ -57,13 +57,9 @@ class MetricsLogger:
     scalars = {k: float(v) for k, v in scalars.items()}
     record = {"step": int(step)}
     record.update({k: (v if math.isfinite(v) else None) for k, v in scalars.items()})
-    try:
+    with full_disk_is_user_error(self._jsonl.name):
       self._jsonl.write(json.dumps(record) + "\n")
       self._jsonl.flush()
-    except OSError as e:
-      if e.errno in DISK_FULL_ERRNOS:
-        raise disk_full_error(self._jsonl.name) from None
-      raise
     if self._writer is not None:
       self._writer.write_scalars(int(step), scalars)
       self._writer.flush()

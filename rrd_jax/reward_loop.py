@@ -274,8 +274,9 @@ def _run(run, config, mesh):
       results = _evaluate(run, evaluator, state, num_steps) if len(data.eval_ids) else {}
   run.finish(num_steps, checkpoint.train_state_items(state), _meta(run, config, num_steps),
              [{"step": num_steps, **results}])
-  if evaluation.side_by_side(results):
-    run.log(f"Final {evaluation.side_by_side(results)}.")
+  side_by_side = evaluation.side_by_side(results)
+  if side_by_side:
+    run.log(f"Final {side_by_side}.")
   run.log(f"Done. Checkpoints in {run.checkpoint_dir}; metrics in {run.workdir}/metrics.jsonl.")
   return results
 

@@ -269,7 +269,7 @@ def _mount_tmpfs(path, size):
 NO_SPACE_CHECK = """
 import sys
 from rrd_jax import checkpoint, train
-checkpoint._check_space = lambda *_: None  # so that orbax's writer meets the full disk
+checkpoint._space_shortfall = lambda *_: None  # so that orbax's writer meets the full disk
 sys.argv[0] = "rrd-train"
 train.main()
 """
