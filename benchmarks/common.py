@@ -4,19 +4,32 @@ import argparse
 import json
 
 
+def write(out_path, result):
+  with open(out_path, "w", encoding="utf-8") as f:
+    json.dump(result, f, indent=2)
+
+
 def emit(result, out_path=""):
   """Prints the result as JSON and, with an output path, writes it there too."""
   print(json.dumps(result, indent=2))
   if out_path:
-    with open(out_path, "w", encoding="utf-8") as f:
-      json.dump(result, f, indent=2)
+    write(out_path, result)
+
+
+def machine():
+  from benchmarks.run import machine_info  # pylint: disable=import-outside-toplevel
+  return machine_info()
+
+
+def parser(doc):
+  """The benchmarks' command line: --quick (small sizes) and --out (the JSON result file)."""
+  parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--quick", action="store_true", help="small sizes")
+  parser.add_argument("--out", default="", help="also write the JSON result here")
+  return parser
 
 
 def benchmark_main(name, run, doc):
   """`python -m benchmarks.NAME [--quick] [--out F]`: runs run(quick), emits {machine, NAME: ...}."""
-  parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--out", default="")
-  args = parser.parse_args()
-  from benchmarks.run import machine_info  # pylint: disable=import-outside-toplevel
-  emit({"machine": machine_info(), name: run(args.quick)}, args.out)
+  args = parser(doc).parse_args()
+  emit({"machine": machine(), name: run(args.quick)}, args.out)

@@ -1,12 +1,14 @@
-"""Held-out quality of the pixel reward model on a small dataset as training goes on, with and
-without the DrQ shift augmentation (model.augment).
+"""Held-out quality of the reward model on a small dataset as training goes on, per config:
+the pixel model with and without the DrQ shift (model.augment), with weight decay, a cosine
+learning-rate schedule or input normalisation, and the state (mlp) model.
 
-python -m benchmarks.generalisation [--quick] [--out RESULT.json]
+python -m benchmarks.generalisation [--quick] [--steps N] [--configs NAME ...] [--out RESULT.json]
 
 The embedded LIBERO-layout dataset (its dense reward is known) with 200 episodes, 25 of them held
 out (data.eval_fraction=0.125), the default config otherwise (64x64, 8 episodes x 32 steps);
 5,000 updates (--quick: 1,000), evaluated every 500 on all 25 held-out episodes. Per config: the
 held-out within-episode Pearson, pooled Pearson, RRD loss and the train loss at each evaluation.
+With --out, the file is rewritten after each config (a long run can be read as it goes).
 """
 
 import json
@@ -18,10 +20,18 @@ from benchmarks import common
 from rrd_jax import config_utils, train
 
 BENCH_DIR = "~/.cache/rrd_jax/bench"
+PIXEL = {"model.augment": "shift"}
 CONFIGS = {
     "pixel, augment=none": {"model.augment": "none"},
-    "pixel, augment=shift": {"model.augment": "shift"},
+    "pixel, augment=shift": PIXEL,
+    "pixel, shift, cosine": {**PIXEL, "optim.schedule": "cosine"},
+    "pixel, shift, normalize": {**PIXEL, "model.normalize_inputs": True},
+    "pixel, shift, weight_decay=0.1": {**PIXEL, "optim.weight_decay": 0.1},
+    "mlp": {"variant": "mlp"},
+    "mlp, normalize": {"variant": "mlp", "model.normalize_inputs": True},
+    "mlp, cosine": {"variant": "mlp", "optim.schedule": "cosine"},
 }
+DEFAULT_CONFIGS = ("pixel, augment=none", "pixel, augment=shift")
 
 
 def _curve(workdir):
@@ -34,26 +44,38 @@ def _curve(workdir):
           for r in rows if "eval/within_pearson" in r]
 
 
-def run(quick=False):
-  steps = 1000 if quick else 5000
-  results = {}
+def run(quick=False, steps=None, names=DEFAULT_CONFIGS, out=""):
+  steps = steps or (1000 if quick else 5000)
+  result = {"episodes": 200, "held_out": 25, "updates": steps, "configs": {}}
   with tempfile.TemporaryDirectory() as tmp:
-    for name, overrides in CONFIGS.items():
-      config = config_utils.load_config(overrides={
+    for name in names:
+      overrides = dict(CONFIGS[name])
+      variant = overrides.pop("variant", "")
+      config = config_utils.load_config(variant=variant, overrides={
           "data.embedded_dir": BENCH_DIR, "data.embedded_episodes": 200,
           "data.eval_fraction": 0.125, "train.num_steps": steps, "eval.every_steps": 500,
           "eval.episodes": 25, "checkpoint.every_steps": 0, **overrides})
-      workdir = os.path.join(tmp, name.replace(" ", "").replace(",", "_").replace("=", "-"))
+      workdir = os.path.join(tmp, "".join(c if c.isalnum() else "_" for c in name))
       start = time.perf_counter()
       train.train_and_evaluate(config, workdir, log=lambda *_: None)
       curve = _curve(workdir)
-      results[name] = {"overrides": overrides, "wall_s": round(time.perf_counter() - start, 1),
-                       "curve": curve, "final_within_pearson": curve[-1]["within_pearson"],
-                       "best_within_pearson": max(p["within_pearson"] for p in curve)}
+      result["configs"][name] = {
+          "variant": variant, "overrides": overrides,
+          "wall_s": round(time.perf_counter() - start, 1), "curve": curve,
+          "final_within_pearson": curve[-1]["within_pearson"],
+          "best_within_pearson": max(p["within_pearson"] for p in curve)}
       print(f"{name}: " + ", ".join(f"{p['step']}: {p['within_pearson']:.3f}" for p in curve),
             flush=True)
-  return {"episodes": 200, "held_out": 25, "updates": steps, "configs": results}
+      if out:
+        common.write(out, {"machine": common.machine(), "generalisation": result})
+  return result
 
 
 if __name__ == "__main__":
-  common.benchmark_main("generalisation", run, __doc__)
+  parser = common.parser(__doc__)
+  parser.add_argument("--steps", type=int, default=0, help="updates per config (default 5,000)")
+  parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), choices=list(CONFIGS),
+                      metavar="NAME", help=f"configs to run, of: {'; '.join(CONFIGS)}")
+  args = parser.parse_args()
+  common.emit({"machine": common.machine(),
+               "generalisation": run(args.quick, args.steps, args.configs, args.out)}, args.out)

@@ -69,6 +69,8 @@ def get_config(variant=""):
   model.use_wrist = False  # Pixel model: a second conv trunk on the wrist camera.
   model.augment = "shift"  # Pixel model, training only: "shift" (DrQ random shift) or "none".
   model.augment_pad = 4  # "shift": pixels of padding, i.e. the largest shift either way.
+  model.normalize_inputs = False  # Standardise s, a, s - s' by the training data's mean/std
+  #                                  (computed while indexing, saved in the checkpoint).
   model.use_instruction = False  # Learned embedding of the language instruction.
   model.instruction_dim = 32
   model.hidden_sizes = (256, 256)
@@ -84,6 +86,8 @@ def get_config(variant=""):
   optim.learning_rate = 3e-4  # Adam.
   optim.grad_clip_norm = 0.0  # Global-norm clipping; 0 = off.
   optim.weight_decay = 0.0  # Decoupled weight decay (AdamW); 0 = plain Adam.
+  optim.schedule = "constant"  # "constant" or "cosine" (to 0 at train.num_steps).
+  optim.warmup_steps = 0  # "cosine": linear warm-up steps from 0.
 
   config.train = train = ml_collections.ConfigDict()
   train.num_steps = 1500  # Reward-model updates.

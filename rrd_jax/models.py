@@ -6,6 +6,9 @@
   embedding, concatenated and FiLM-modulating the first hidden layer) through an MLP 256-256 to
   one scalar.
 - "mlp": the reference low-dimensional model, an MLP 256-256 on [s, a, s - s'].
+With normalize_inputs, s, a and s - s' are standardised by the training data's mean and std
+(variables of the "input_stats" collection: set from the dataset, saved with the checkpoint, never
+trained).
 Inputs are dicts of per-step arrays with leading dims [..., ]: images uint8 [..., H, W, 3]
 (normalised inside the model), state/next_state [..., P], action [..., A], instruction_id [...].
 """
@@ -19,6 +22,7 @@ from jax import lax
 
 from rrd_jax.schema import MODEL_KINDS
 
+INPUT_STATS = "input_stats"  # the variable collection of the input statistics (never trained)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # schema.DTYPE_NAMES
 
 
@@ -121,13 +125,25 @@ class RewardNet(nn.Module):
   instruction_dim: int = 32
   hidden_sizes: Sequence[int] = (256, 256)
   dtype: jnp.dtype = jnp.float32
+  normalize_inputs: bool = False
+
+  def _low_dim(self, inputs):
+    """[s, a, s - s'], each standardised by the dataset's statistics when normalize_inputs."""
+    state, action = inputs["state"], inputs["action"]
+    features = {"state": state, "action": action, "delta": state - inputs["next_state"]}
+    if self.normalize_inputs:
+      sizes = {"state": state.shape[-1], "action": action.shape[-1], "delta": state.shape[-1]}
+      for name, size in sizes.items():
+        mean, std = (jax.lax.stop_gradient(self.variable(
+            INPUT_STATS, f"{name}_{moment}", init, (size,), jnp.float32).value)
+                     for moment, init in (("mean", jnp.zeros), ("std", jnp.ones)))
+        features[name] = (features[name] - mean) / std
+    return [features[name].astype(self.dtype) for name in ("state", "action", "delta")]
 
   @nn.compact
   def __call__(self, inputs):
     """inputs: dict of [N, ...] per-step arrays -> [N] float32 rewards."""
-    state = inputs["state"].astype(self.dtype)
-    features = [state, inputs["action"].astype(self.dtype),
-                state - inputs["next_state"].astype(self.dtype)]
+    features = self._low_dim(inputs)
     if self.kind == "pixel":
       image = normalize_image(inputs["image"], self.dtype)
       if self.frame_diff:
@@ -177,4 +193,5 @@ def build_model(model_config, num_instructions=1):
                    num_instructions=max(1, num_instructions),
                    instruction_dim=model_config.instruction_dim,
                    hidden_sizes=tuple(model_config.hidden_sizes),
-                   dtype=DTYPES[model_config.dtype])
+                   dtype=DTYPES[model_config.dtype],
+                   normalize_inputs=model_config.get("normalize_inputs", False))

@@ -168,7 +168,8 @@ def _setup(run, config, mesh):
           f"training {config.train.num_steps} steps on {mesh.devices.size} "
           f"{jax.default_backend()} device(s).")
   state = step_lib.create_train_state(config, len(data.vocab), state_size, action_size,
-                                      sharding=parallel.replicated(mesh))
+                                      sharding=parallel.replicated(mesh),
+                                      input_stats=data.input_statistics())
   items, meta = run.restore(checkpoint.train_state_items(state), keep=config.checkpoint.keep,
                             keep_best=config.checkpoint.keep_best and len(data.eval_ids) > 0)
   state = state.replace(**items["state"])

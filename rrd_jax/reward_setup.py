@@ -35,6 +35,10 @@ class TrainingData:
   def input_sizes(self):
     return input_sizes(self.source.builder, self.source.keys)
 
+  def input_statistics(self):
+    """Mean and std of s, a and s - s' over the training episodes (model.normalize_inputs)."""
+    return rlds.input_statistics(self.index, self.train_ids)
+
   def summary(self):
     summary = self.source.summary()
     summary.update(train_episodes=int(len(self.train_ids)), eval_episodes=int(len(self.eval_ids)))

@@ -19,6 +19,7 @@ RUN_KINDS = ("reward_model", "agent")
 # Reward model (configs/libero_rrd.py)
 MODEL_KINDS = ("pixel", "mlp")
 AUGMENT_KINDS = ("none", "shift")  # rrd_jax/augment.py
+LR_SCHEDULES = ("constant", "cosine")  # rrd_jax/step.py learning_rate
 DTYPE_NAMES = ("float32", "bfloat16")
 MIN_PIXEL_IMAGE_SIZE = 36  # smallest input the VALID-padded conv trunk maps to >= 1x1
 LOSS_FORMS = ("mean", "return")  # RRD loss: (m - R/T)^2 (reference) or (T*m - R)^2 (seed tool)
@@ -44,7 +45,9 @@ RENAMED = {
 }
 # Fields added since: the value that reproduces what a run saved before them computed.
 ADDED = {
-    "reward_model": {"model.augment": "none", "model.augment_pad": 4, "optim.weight_decay": 0.0},
+    "reward_model": {"model.augment": "none", "model.augment_pad": 4, "optim.weight_decay": 0.0,
+                     "model.normalize_inputs": False, "optim.schedule": "constant",
+                     "optim.warmup_steps": 0},
     "agent": {"optim.weight_decay": 0.0},
 }
 # Fields that no longer exist: what replaced them.
@@ -185,6 +188,11 @@ def validate_reward_model(config):
   _check(isinstance(model.augment_pad, int) and 0 <= model.augment_pad <= data.image_size // 4,
          f"model.augment_pad must be an integer in [0, data.image_size / 4 = "
          f"{data.image_size // 4}], got {model.augment_pad!r}")
+  _check(isinstance(model.normalize_inputs, bool),
+         f"model.normalize_inputs must be True or False, got {model.normalize_inputs!r}")
+  _one_of(config.optim.schedule, LR_SCHEDULES, "optim.schedule")
+  _check(isinstance(config.optim.warmup_steps, int) and config.optim.warmup_steps >= 0,
+         f"optim.warmup_steps must be an integer >= 0, got {config.optim.warmup_steps!r}")
   _layer_sizes(model.hidden_sizes, "model.hidden_sizes")
   _check(model.instruction_dim >= 1,
          f"model.instruction_dim must be >= 1, got {model.instruction_dim}")

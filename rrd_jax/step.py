@@ -16,28 +16,66 @@ class TrainState(train_state.TrainState):
   """params, opt_state and step (flax); apply_fn and tx are static."""
 
 
-def make_optimizer(optim_config):
+def learning_rate(optim_config, num_steps=None):
+  """optim.learning_rate as a number ("constant") or an optax schedule over num_steps updates:
+  "cosine" warms up linearly for optim.warmup_steps, then decays to 0 at num_steps."""
+  schedule = optim_config.get("schedule", "constant")
+  if schedule == "constant":
+    return optim_config.learning_rate
+  if schedule == "cosine":
+    warmup = optim_config.get("warmup_steps", 0)
+    return optax.warmup_cosine_decay_schedule(0.0 if warmup else optim_config.learning_rate,
+                                              optim_config.learning_rate, warmup,
+                                              max(int(num_steps), warmup + 1), end_value=0.0)
+  raise ValueError(f"unknown optim.schedule {schedule!r}")
+
+
+def make_optimizer(optim_config, num_steps=None, frozen=None):
+  """Adam (AdamW when optim.weight_decay > 0) with optional clipping and schedule. frozen: a
+  function of the params tree giving True for leaves no update may touch (e.g. input statistics)."""
   chain = []
   if optim_config.grad_clip_norm > 0:
     chain.append(optax.clip_by_global_norm(optim_config.grad_clip_norm))
+  rate = learning_rate(optim_config, num_steps)
   decay = optim_config.get("weight_decay", 0.0)  # AdamW when > 0 (plain Adam keeps its state tree)
-  chain.append(optax.adamw(optim_config.learning_rate, weight_decay=decay) if decay > 0
-               else optax.adam(optim_config.learning_rate))
-  return optax.chain(*chain)
+  chain.append(optax.adamw(rate, weight_decay=decay) if decay > 0 else optax.adam(rate))
+  tx = optax.chain(*chain)
+  if frozen is None:
+    return tx
+  labels = lambda params: jax.tree.map(lambda f: "frozen" if f else "trained", frozen(params))
+  return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def _input_stats_leaves(params):
+  """True for the leaves of the input-statistics collection (frozen), False elsewhere."""
+  return {name: jax.tree.map(lambda _: name == models.INPUT_STATS, tree)
+          for name, tree in params.items()}
 
 
 def create_train_state(config, num_instructions, state_size, action_size, *, rng=None,
-                       sharding=None):
+                       sharding=None, input_stats=None):
   """A reward model's TrainState for config.model / config.optim, initialised inside jit from the
   inputs' shapes alone (jax.eval_shape, then jit with out_shardings: no data batch needed) and
-  placed by `sharding` (default: this process's first device). rng: default PRNGKey(config.seed)."""
+  placed by `sharding` (default: this process's first device). rng: default PRNGKey(config.seed).
+  input_stats: {state,action,delta}_{mean,std} arrays for a model with model.normalize_inputs
+  (default: mean 0, std 1 until a checkpoint restores the saved ones)."""
   model = models.build_model(config.model, num_instructions=num_instructions)
   specs = ModelInputs.from_config(config).specs(state_size, action_size)
-  tx = make_optimizer(config.optim)
+  normalize = config.model.get("normalize_inputs", False)
+  tx = make_optimizer(config.optim, config.train.num_steps,
+                      frozen=_input_stats_leaves if normalize else None)
+  stats = None
+  if normalize and input_stats is not None:
+    stats = {k: jnp.asarray(v, jnp.float32) for k, v in input_stats.items()}
 
-  def init(key):
+  def init(key, stats):
     example = {k: jnp.zeros(s.shape, s.dtype) for k, s in specs.items()}
-    return TrainState.create(apply_fn=model.apply, params=model.init(key, example), tx=tx)
+    variables = model.init(key, example)
+    if stats is not None:
+      variables = {**variables, models.INPUT_STATS: stats}
+    return TrainState.create(apply_fn=model.apply, params=variables, tx=tx)
+
+  init = functools.partial(init, stats=stats)
 
   rng = jax.random.PRNGKey(config.seed) if rng is None else rng
   abstract = jax.eval_shape(init, rng)

@@ -224,6 +224,7 @@ class EpisodeIndex:
   instructions: list  # [N] str
   splits: list  # [N] str
   report: IndexReport = IndexReport()  # episodes left out while indexing
+  moments: dict = None  # MOMENT_KEYS -> [N, dim] float64 per-episode sums (input_statistics)
 
   def __len__(self):
     return len(self.lengths)
@@ -342,6 +343,7 @@ def build_index(builder, keys, splits=None, skip_bad=False, frame_keys=()):
               for k in (keys.reward, keys.proprio, keys.action)]
     summary = {"length": tf.shape(rewards)[0], "return": tf.reduce_sum(rewards),
                "finite": tf.stack(finite)}
+    summary.update(_moments(parsed["steps/" + keys.proprio], parsed["steps/" + keys.action]))
     if keys.instruction:
       instructions = parsed["steps/" + keys.instruction]
       summary["instruction"] = tf.cond(tf.size(instructions) > 0, lambda: instructions[0],
@@ -397,8 +399,42 @@ def build_index(builder, keys, splits=None, skip_bad=False, frame_keys=()):
       returns=np.asarray([r["return"] for _, r in columns], np.float64),
       file_paths=[decode(r["file_path"]) for _, r in columns],
       instructions=[decode(r.get("instruction", b"")) for _, r in columns],
-      splits=[s for s, _ in columns], report=report)
+      splits=[s for s, _ in columns], report=report,
+      moments={k: np.stack([r[k] for _, r in columns]) for k in MOMENT_KEYS})
   return index
+
+
+INPUT_FEATURES = ("state", "action", "delta")  # the model's low-dim inputs: s, a, s - s'
+MOMENT_KEYS = tuple(f"{name}_{power}" for name in INPUT_FEATURES for power in ("sum", "sumsq"))
+
+
+def _moments(proprio, action):
+  """Per-episode sums and sums of squares (float64, per dimension) of the state, the action and
+  s - s' (s' = s at the last step, as the pipeline gives it)."""
+  state = tf.reshape(tf.cast(proprio, tf.float64), [tf.shape(proprio)[0], -1])
+  action = tf.reshape(tf.cast(action, tf.float64), [tf.shape(action)[0], -1])
+  delta = state - tf.concat([state[1:], state[-1:]], 0)
+  out = {}
+  for name, x in zip(INPUT_FEATURES, (state, action, delta)):
+    out[f"{name}_sum"] = tf.reduce_sum(x, 0)
+    out[f"{name}_sumsq"] = tf.reduce_sum(tf.square(x), 0)
+  return out
+
+
+def input_statistics(index, ids, min_std=1e-6):
+  """{state,action,delta}_{mean,std} (float32 [dim]) over every step of the episodes `ids`: the
+  statistics a model with model.normalize_inputs standardises its inputs by. A dimension that
+  never varies (std < min_std) keeps std 1."""
+  ids = np.asarray(ids)
+  steps = float(index.lengths[ids].sum())
+  stats = {}
+  for name in INPUT_FEATURES:
+    mean = index.moments[f"{name}_sum"][ids].sum(0) / steps
+    var = np.maximum(index.moments[f"{name}_sumsq"][ids].sum(0) / steps - mean**2, 0.0)
+    std = np.sqrt(var)
+    stats[f"{name}_mean"] = mean.astype(np.float32)
+    stats[f"{name}_std"] = np.where(std < min_std, 1.0, std).astype(np.float32)
+  return stats
 
 
 def concatenate(indexes):
@@ -417,7 +453,8 @@ def concatenate(indexes):
       returns=np.concatenate([i.returns for i in indexes]),
       file_paths=sum((i.file_paths for i in indexes), []),
       instructions=sum((i.instructions for i in indexes), []),
-      splits=sum((i.splits for i in indexes), []))
+      splits=sum((i.splits for i in indexes), []),
+      moments={k: np.concatenate([i.moments[k] for i in indexes]) for k in MOMENT_KEYS})
 
 
 def holdout_mask(file_paths, fraction):
