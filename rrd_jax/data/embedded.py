@@ -4,7 +4,7 @@ Task "touch" (the default): a 2-D tabletop; a red block sits at a random place o
 robot's end-effector (a blue disc) moves around it. The known dense reward is 1.0 on every step
 where the end-effector touches the block (centre distance < TOUCH_RADIUS) and 0 elsewhere, so
 returns vary between episodes and which steps earned them is visible in the image (the block's
-position is in no low-dim feature).
+position is in no low-dim feature, unless block_in_state appends it to observation/state).
 
 Task "instructed" (LIBERO-like demos): three blocks; the instruction names the one in colour
 ("touch the green block"), the two others are grey distractors (each task has its own scene, as in
@@ -49,11 +49,15 @@ class EmbeddedParams:
   num_shards: int = 4
   task: str = "touch"  # one of TASKS
   success_rate: float = 1.0  # task "instructed": fraction of successful episodes
+  block_in_state: bool = False  # task "touch": observation/state also holds the block's (x, y),
+  #                               so a state-only (mlp) model can tell where the reward is earned
 
   def key(self):
     fields = dataclasses.asdict(self)
     if self.task == "touch":  # fields added later leave the default dataset's key unchanged
       del fields["task"], fields["success_rate"]
+    if not self.block_in_state:
+      del fields["block_in_state"]
     text = json.dumps(fields, sort_keys=True) + f"{DATASET_VERSION}/{GENERATOR_REVISION}"
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -168,6 +172,8 @@ def generate_episode(params, episode_index):
   axis_angle += rng.normal(0, 0.01, size=(length, 3)).astype(np.float32)
   finger_pos = np.where(np.asarray(fingers)[:, None], 0.0, 0.04) * np.asarray([1.0, -1.0])
   state = np.concatenate([positions, height[:, None], axis_angle, finger_pos], -1).astype(np.float32)
+  if params.block_in_state:
+    state = np.concatenate([state, np.tile(scene[0][0], (length, 1))], -1).astype(np.float32)
   joint_state = np.concatenate([np.sin(3 * positions), np.cos(3 * positions), height[:, None],
                                 np.sin(positions[:, :1] + positions[:, 1:]),
                                 np.cos(positions[:, :1] - positions[:, 1:])], -1).astype(np.float32)
@@ -196,8 +202,9 @@ def generate_episode(params, episode_index):
   return {"steps": steps, "episode_metadata": {"file_path": file_path}}
 
 
-def libero_features(image_size, reward_doc="Reward."):
-  """The LIBERO RLDS feature spec (images at `image_size`)."""
+def libero_features(image_size, reward_doc="Reward.", state_size=8):
+  """The LIBERO RLDS feature spec (images at `image_size`; a state of state_size > 8 appends
+  extra dims after LIBERO's 8)."""
   image = lambda doc: tfds.features.Image(shape=(image_size, image_size, 3), dtype=np.uint8,
                                           encoding_format="jpeg", doc=doc)
   scalar = lambda dtype, doc: tfds.features.Scalar(dtype=dtype, doc=doc)
@@ -206,8 +213,10 @@ def libero_features(image_size, reward_doc="Reward."):
           "observation": tfds.features.FeaturesDict({
               "image": image("Main camera RGB observation."),
               "wrist_image": image("Wrist camera RGB observation."),
-              "state": tfds.features.Tensor(shape=(8,), dtype=np.float32,
-                                            doc="EEF pos (3), axis-angle (3), gripper (2)."),
+              "state": tfds.features.Tensor(
+                  shape=(state_size,), dtype=np.float32,
+                  doc="EEF pos (3), axis-angle (3), gripper (2)" +
+                  (", block (x, y)." if state_size > 8 else ".")),
               "joint_state": tfds.features.Tensor(shape=(7,), dtype=np.float32,
                                                   doc="Joint angles."),
           }),
@@ -238,7 +247,8 @@ class RrdSyntheticLibero(tfds.core.GeneratorBasedBuilder):
 
   def _info(self):
     return self.dataset_info_from_configs(
-        features=libero_features(self._params.image_size, reward_doc=REWARD_DOCS[self._params.task]),
+        features=libero_features(self._params.image_size, reward_doc=REWARD_DOCS[self._params.task],
+                                 state_size=10 if self._params.block_in_state else 8),
         description=__doc__,
         metadata=tfds.core.MetadataDict(generator_params=dataclasses.asdict(self._params)),
     )
