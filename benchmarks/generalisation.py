@@ -29,6 +29,8 @@ CONFIGS = {
     "pixel, shift, cosine": {**PIXEL, "optim.schedule": "cosine"},
     "pixel, shift, normalize": {**PIXEL, "model.normalize_inputs": True},
     "pixel, shift, weight_decay=0.1": {**PIXEL, "optim.weight_decay": 0.1},
+    "pixel, shift, weight_decay=1.0": {**PIXEL, "optim.weight_decay": 1.0},
+    "pixel, shift, pad=8": {**PIXEL, "model.augment_pad": 8},
     # The touch task's block is only in the image; with block_in_state the state holds it too, so
     # a state-only model can tell where the reward is earned.
     "mlp": {"variant": "mlp"},
