@@ -5,7 +5,8 @@
 #   launch/local.sh N [-- ] <rrd_jax.train arguments>
 #   e.g. launch/local.sh 2 -- --config configs/libero_rrd.py --workdir runs/two_procs
 #
-# Environment: PYTHON (default: python), RRD_JAX_PORT (coordinator port, default 12355),
+# Environment: PYTHON (default: the active virtualenv's python, else this checkout's .venv/bin/python
+# when it exists, else python from PATH; the one used is printed), RRD_JAX_PORT (coordinator port, default 12355),
 # RRD_JAX_GPUS_PER_PROCESS (if set, process i sees GPUs [i*k, (i+1)*k) via CUDA_VISIBLE_DEVICES).
 # All processes share this terminal; only process 0 prints progress and writes metrics.
 set -euo pipefail
@@ -19,7 +20,15 @@ shift
 if [[ "${1:-}" == "--" ]]; then
   shift
 fi
-python="${PYTHON:-python}"
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ -n "${PYTHON:-}" ]]; then
+  python="$PYTHON"
+elif [[ -z "${VIRTUAL_ENV:-}" && -x "$repo/.venv/bin/python" ]]; then
+  python="$repo/.venv/bin/python"
+else
+  python="python"
+fi
+echo "launch/local.sh: $num_processes processes with $(command -v "$python" || echo "$python")" >&2
 port="${RRD_JAX_PORT:-12355}"
 
 pids=()

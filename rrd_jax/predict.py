@@ -16,7 +16,6 @@ Writes to OUT:
 import csv
 import os
 
-import jax
 import numpy as np
 from absl import flags
 
@@ -27,6 +26,7 @@ from rrd_jax.data import pipeline, returns, source
 from rrd_jax.errors import UserError, run_app
 from rrd_jax.inputs import ModelInputs
 from rrd_jax.progress import progress_bar
+from rrd_jax.reward_api import RewardModel
 
 
 def write_predictions(out_dir, index, predicted, true, true_returns):
@@ -130,11 +130,10 @@ class RunPredictor:
     if trained and sizes != (trained["state"], trained["action"]):
       raise UserError(f"dataset {self.dataset_dir} has state/action sizes {sizes}, but run "
                       f"{workdir} was trained on ({trained['state']}, {trained['action']})")
-    self.state, _ = reward_setup.restore_run_state(workdir, self.which,
-                                                   sharding=parallel.replicated(self.mesh))
-    self.predict_fn = step_lib.make_predict_fn(self.state.apply_fn, self.loader.inputs.keys,
+    self.model = RewardModel.load(workdir, self.which, sharding=parallel.replicated(self.mesh))
+    self.predict_fn = step_lib.make_predict_fn(self.model.apply, self.loader.inputs.keys,
                                                self.mesh)
-    self.step = int(jax.device_get(self.state.step))
+    self.step = self.model.step
 
   def describe(self):
     """Which checkpoint is used, for the log: "the best checkpoint (step 30)"."""
@@ -144,7 +143,7 @@ class RunPredictor:
 
   def predict(self, episode_ids, progress=None):
     """(predicted, dataset) per-step rewards, lists of [T_i] arrays in `episode_ids` order."""
-    return evaluation.predict_episodes(self.predict_fn, self.state.params, self.loader, episode_ids,
+    return evaluation.predict_episodes(self.predict_fn, self.model.params, self.loader, episode_ids,
                                        batch_size=self.batch_size,
                                        sharding=parallel.batch_sharding(self.mesh),
                                        progress=progress)

@@ -2,6 +2,8 @@
 
 import os
 
+import numpy as np
+
 from rrd_jax import config_utils
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,6 +18,24 @@ def tiny_config(dataset_dir, **overrides):
   small.update(overrides)
   return config_utils.load_config(overrides=small)
 
+
+def read_episodes(dataset_dir):
+  """{file_path: the episode's steps as stacked numpy arrays}, read with tfds (independently of
+  rrd_jax's index and pipeline): {"observation": {image, wrist_image, state, joint_state: [T, ...]},
+  "action": [T, A], "language_instruction": [T] bytes}."""
+  from rrd_jax.data import rlds  # pylint: disable=import-outside-toplevel
+  builder = rlds.open_builder(dataset_dir)
+  out = {}
+  for split in builder.info.splits:
+    for episode in builder.as_dataset(split=split):
+      steps = list(episode["steps"])
+      stack = lambda get: np.stack([get(s).numpy() for s in steps])  # pylint: disable=cell-var-from-loop
+      out[episode["episode_metadata"]["file_path"].numpy().decode()] = {
+          "observation": {k: stack(lambda s, k=k: s["observation"][k])
+                          for k in ("image", "wrist_image", "state", "joint_state")},
+          "action": stack(lambda s: s["action"]),
+          "language_instruction": stack(lambda s: s["language_instruction"])}
+  return out
 
 
 def damage_frames(shard, record, steps, mode="garbage", key="steps/observation/image"):

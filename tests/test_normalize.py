@@ -3,7 +3,6 @@ the index's statistics against NumPy over every step, the model standardising by
 the statistics never trained, saved in the checkpoint and restored by predict."""
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
@@ -11,30 +10,18 @@ import pytest
 from rrd_jax import models, parallel, reward_setup, train
 from rrd_jax import step as step_lib
 from rrd_jax.data import rlds
-from tests.helpers import tiny_config
+from tests.helpers import read_episodes, tiny_config
 
 STATS_NAMES = [f"{n}_{m}" for n in rlds.INPUT_FEATURES for m in ("mean", "std")]
-
-
-def _episodes(dataset_dir):
-  """{file_path: (state [T, P], action [T, A])} read with tfds, independently of the index."""
-  builder = rlds.open_builder(dataset_dir)
-  out = {}
-  for split in builder.info.splits:
-    for episode in builder.as_dataset(split=split):
-      steps = list(episode["steps"])
-      state = np.stack([s["observation"]["state"].numpy() for s in steps]).astype(np.float64)
-      action = np.stack([s["action"].numpy() for s in steps]).astype(np.float64)
-      out[episode["episode_metadata"]["file_path"].numpy().decode()] = (state, action)
-  return out
 
 
 def test_input_statistics_match_numpy_over_every_step_of_the_chosen_episodes(tiny_dataset_dir):
   index = rlds.build_index(rlds.open_builder(tiny_dataset_dir), rlds.FeatureKeys())
   ids = np.arange(0, len(index), 3)
   stats = rlds.input_statistics(index, ids)
-  episodes = _episodes(tiny_dataset_dir)
-  chosen = [episodes[index.file_paths[i]] for i in ids]
+  episodes = read_episodes(tiny_dataset_dir)
+  chosen = [(e["observation"]["state"].astype(np.float64), e["action"].astype(np.float64))
+            for e in (episodes[index.file_paths[i]] for i in ids)]
   state = np.concatenate([s for s, _ in chosen])
   action = np.concatenate([a for _, a in chosen])
   # s - s' with s' = s at the last step (the pipeline's next_state)
@@ -139,7 +126,7 @@ def test_the_statistics_are_saved_in_the_checkpoint_and_restored_for_predict(tin
   # give other rewards
   from rrd_jax import predict  # pylint: disable=import-outside-toplevel
   predictor = predict.RunPredictor(workdir)
-  np.testing.assert_array_equal(predictor.state.params[models.INPUT_STATS]["delta_std"],
+  np.testing.assert_array_equal(predictor.model.params[models.INPUT_STATS]["delta_std"],
                                 expected["delta_std"])
   rng = np.random.default_rng(2)
   state_size, action_size = expected["state_mean"].shape[0], expected["action_mean"].shape[0]
@@ -148,7 +135,7 @@ def test_the_statistics_are_saved_in_the_checkpoint_and_restored_for_predict(tin
   identity = {name: (np.ones_like if name.endswith("std") else np.zeros_like)(expected[name])
               for name in STATS_NAMES}
   with_identity = {**restored.params, models.INPUT_STATS: identity}
-  assert not np.allclose(predictor.state.apply_fn(predictor.state.params, batch),
+  assert not np.allclose(predictor.model.apply(predictor.model.params, batch),
                          restored.apply_fn(with_identity, batch), atol=1e-3)
 
 

@@ -195,12 +195,12 @@ def test_predict_uses_the_best_checkpoint_by_default_and_says_which(run, tiny_da
   latest_params = reward_setup.restore_run_state(workdir, "latest")[0].params
   predictor = predict.RunPredictor(workdir)
   assert (predictor.which, predictor.step) == ("best", best)
-  jax.tree.map(np.testing.assert_array_equal, predictor.state.params, best_params)
+  jax.tree.map(np.testing.assert_array_equal, predictor.model.params, best_params)
   predict.predict_dataset(workdir, str(tmp_path / "p"), plot=False, log=print)
   assert f"with the best checkpoint (step {best}) of {workdir}" in capsys.readouterr().out
   latest = predict.RunPredictor(workdir, checkpoint_name="latest")
   assert latest.step == 6
-  jax.tree.map(np.testing.assert_array_equal, latest.state.params, latest_params)
+  jax.tree.map(np.testing.assert_array_equal, latest.model.params, latest_params)
   # a run without held-out episodes keeps no best checkpoint: the default is the latest
   no_eval = str(tmp_path / "no_eval")
   train.train_and_evaluate(tiny_config(tiny_dataset_dir, **{"data.eval_fraction": 0.0,

@@ -29,6 +29,13 @@ from rrd_jax.inputs import ModelInputs
 tf.config.set_visible_devices([], "GPU")
 
 
+def resize_frame(image, size):
+  """uint8 [..., H, W, 3] -> uint8 [..., size, size, 3]: antialiased bilinear, rounded. The one
+  resize of every frame a reward model sees (training, prediction, rrd_jax.RewardModel)."""
+  image = tf.image.resize(image, (size, size), antialias=True)
+  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
 class EpisodeLoader:
   """Reads one episode record and returns the selected steps, decoded, as tensors [K, ...].
 
@@ -64,9 +71,7 @@ class EpisodeLoader:
     size = self.inputs.image_size
 
     def decode_one(data):
-      image = tf.io.decode_image(data, channels=3, expand_animations=False)
-      image = tf.image.resize(image, (size, size), antialias=True)
-      return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+      return resize_frame(tf.io.decode_image(data, channels=3, expand_animations=False), size)
 
     return tf.map_fn(decode_one, jpeg_bytes, fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8))
 
