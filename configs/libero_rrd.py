@@ -7,7 +7,10 @@ Variants:
   mlp     the reference low-dimensional model on [state, action, state - next_state].
   seed    the seed command's shapes: 256x256 images, K=32, one episode per batch, 500 updates.
   demos   the LIBERO demo recipe on generated LIBERO-like demos (every return is 1): time-penalised
-          returns plus instruction-relabelled negatives, instruction-conditioned model.
+          returns plus instruction-relabelled negatives, instruction-conditioned model. LIBERO
+          demos mark success with reward 1 on the last step (returns.success="reward", the
+          default); for demos whose reward field is empty or 0 (most Open X-Embodiment datasets)
+          add --config.returns.success=all so every demo counts as a success.
   mixture demos (time-penalised) mixed 50/50 with policy rollouts (30% success, raw returns).
 """
 
@@ -15,12 +18,13 @@ import ml_collections
 
 
 def mixture_component(dataset_dir="", weight=1.0, returns_kind="sum", time_penalty=0.0,
-                      embedded_episodes=500, embedded_success_rate=1.0, embedded_seed=0):
+                      embedded_episodes=500, embedded_success_rate=1.0, embedded_seed=0,
+                      success="reward"):
   """One dataset of a data mixture; "" dataset_dir = a generated task-"instructed" dataset."""
   return ml_collections.ConfigDict(dict(
       dataset_dir=dataset_dir, weight=weight, returns_kind=returns_kind, time_penalty=time_penalty,
       embedded_episodes=embedded_episodes, embedded_success_rate=embedded_success_rate,
-      embedded_seed=embedded_seed))
+      embedded_seed=embedded_seed, success=success))
 
 
 def get_config(variant=""):
@@ -59,6 +63,9 @@ def get_config(variant=""):
   config.returns = returns = ml_collections.ConfigDict()
   returns.kind = "sum"  # "sum": R = sum of rewards; "time_penalty": R = sum - time_penalty * T.
   returns.time_penalty = 0.01  # c of kind "time_penalty" (per-step reward - c).
+  returns.success = "reward"  # "reward": an episode succeeded if its reward field sums to > 0;
+  #                            "all": every episode is a success (return 1 + the kind's offset):
+  #                            demos whose reward field is empty or 0 (e.g. many OXE datasets).
   returns.negatives_ratio = 0.0  # Fraction of sampled episodes relabelled with another task's
   #                                instruction and given negative_return (needs model.use_instruction).
   returns.negative_return = 0.0
@@ -95,7 +102,8 @@ def get_config(variant=""):
   train.predict_batch_size = 256  # Steps per forward pass when predicting whole episodes.
 
   config.eval = evaluation = ml_collections.ConfigDict()
-  evaluation.every_steps = 500  # Steps between held-out evaluations (and at the end).
+  evaluation.every_steps = 250  # Steps between held-out evaluations (and at the end; 6 in the
+  #                              default job, so the best checkpoint (by eval/loss) means something).
   evaluation.batches = 4  # Held-out RRD batches per evaluation (fixed across evaluations).
   evaluation.episodes = 64  # Held-out episodes predicted in full per evaluation (0 = none).
 

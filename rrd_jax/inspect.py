@@ -14,29 +14,13 @@ import dataclasses
 import os
 
 import numpy as np
-import tensorflow_datasets as tfds
 from absl import flags
 
+from rrd_jax.data import returns as returns_lib
 from rrd_jax.data import rlds
 from rrd_jax.errors import UserError, run_app
 
-CONSTANT_RETURN_REMEDY = (
-    "use config.returns.kind=time_penalty (R = success - c*T) and/or "
-    "config.returns.negatives_ratio>0 (instruction-relabelled negatives), or mix in failed "
-    "rollouts with config.data.mixture")
 MAX_INSTRUCTIONS = 40  # listed in the report; the rest are counted
-
-
-def flat_features(features, prefix=""):
-  """[(key, feature)] of the leaf features, keys '/'-joined ('steps/observation/image')."""
-  if isinstance(features, tfds.features.Sequence):  # includes tfds.features.Dataset (RLDS steps)
-    return flat_features(features.feature, prefix)
-  if isinstance(features, tfds.features.FeaturesDict):
-    leaves = []
-    for key, feature in features.items():
-      leaves += flat_features(feature, f"{prefix}{key}/")
-    return leaves
-  return [(prefix.rstrip("/"), features)]
 
 
 def describe_feature(feature):
@@ -46,13 +30,6 @@ def describe_feature(feature):
   if encoding:
     kind += f" {encoding}"
   return kind, str(tuple(feature.shape)), feature.tf_dtype.name
-
-
-def returns_are_constant(returns):
-  """True when the returns cannot rank episodes: one distinct value, or a negligible spread."""
-  returns = np.asarray(returns, np.float64)
-  return (len(np.unique(returns)) == 1
-          or returns.std() < 1e-6 * max(1.0, abs(float(returns.mean()))))
 
 
 def summarize(index):
@@ -68,7 +45,7 @@ def summarize(index):
                  "std": float(returns.std()), "max": float(returns.max()),
                  "distinct": int(len(np.unique(returns)))},
       "instructions": sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])),
-      "constant_returns": bool(returns_are_constant(returns)),
+      "constant_returns": bool(returns_lib.returns_are_constant(returns)),
   }
 
 
@@ -77,7 +54,7 @@ def _keys(builder, overrides):
   when the dataset lacks them (a key passed explicitly must exist: build_index checks it)."""
   keys = dataclasses.replace(rlds.FeatureKeys(), **{k: v for k, v in overrides.items()
                                                     if v is not None})
-  flat = {key for key, _ in flat_features(builder.info.features)}
+  flat = {key for key, _ in rlds.flat_features(builder.info.features)}
   if overrides.get("instruction") is None and "steps/" + keys.instruction not in flat:
     keys = dataclasses.replace(keys, instruction="")
   if overrides.get("file_path") is None and keys.file_path not in flat:
@@ -98,7 +75,7 @@ def report_lines(builder, index, summary, reward_key="reward"):
                        for name, split in sorted(info.splits.items())),
            "Features:"]
   leaves = sorted((key, *describe_feature(feature))
-                  for key, feature in flat_features(info.features))
+                  for key, feature in rlds.flat_features(info.features))
   width = max(len(key) for key, *_ in leaves)
   for key, kind, shape, dtype in leaves:
     lines.append(f"  {key:<{width}}  {shape:<14} {dtype:<8} {kind}")
@@ -125,7 +102,88 @@ def report_lines(builder, index, summary, reward_key="reward"):
     lines.append(f"WARNING: the episode returns are (nearly) constant (mean {_fmt(ret['mean'])}, "
                  f"std {_fmt(ret['std'])}, {ret['distinct']} distinct value"
                  f"{'s' if ret['distinct'] != 1 else ''}), so return decomposition has nothing to "
-                 f"learn from; {CONSTANT_RETURN_REMEDY}.")
+                 f"learn from; {returns_lib.CONSTANT_RETURN_REMEDY}.")
+  return lines
+
+
+def _first(candidates, preferred=(), containing=()):
+  """The first of `preferred` among candidates, else the first (sorted) containing one of the
+  words in `containing`, else ""."""
+  for key in preferred:
+    if key in candidates:
+      return key
+  for word in containing:
+    for key in candidates:
+      if word in key.rsplit("/", 1)[-1]:
+        return key
+  return ""
+
+
+def suggested_keys(builder):
+  """{config.data field: step feature} a reward model would read, found by name and kind: the
+  main camera (observation/image, else the first non-wrist RGB image, e.g. image_0), a wrist
+  camera, the state vector, the action and the instruction."""
+  kinds = rlds.step_features_by_kind(builder)
+  images = [k for k in kinds["image"] if k.startswith("observation/")] or kinds["image"]
+  wrist = _first(images, ("observation/wrist_image",), ("wrist",))
+  main = _first([k for k in images if k != wrist], ("observation/image",), ("image", "rgb")) or (
+      [k for k in images if k != wrist] or [""])[0]
+  vectors = [k for k in kinds["vector"] if k != "action"]
+  observed = [k for k in vectors if k.startswith("observation/")] or vectors
+  state = _first(observed, ("observation/state",), ("state", "proprio")) or (observed or [""])[0]
+  action = _first(kinds["vector"], ("action",), ("action",))
+  instruction = _first(kinds["text"], ("language_instruction",), ("instruction", "language"))
+  return {"image_key": main, "wrist_image_key": wrist, "proprio_key": state,
+          "action_key": action, "instruction_key": instruction}
+
+
+def suggested_command(builder, summary, dataset_dir):
+  """A ready-to-paste `rrd-train` command line for this dataset (keys that differ from the
+  config's defaults are set; a return definition is chosen when the returns are constant), with
+  one line per choice it made."""
+  keys = suggested_keys(builder)
+  defaults = rlds.FeatureKeys()
+  default_of = {"image_key": defaults.image, "wrist_image_key": defaults.wrist_image,
+                "proprio_key": defaults.proprio, "action_key": defaults.action,
+                "instruction_key": defaults.instruction}
+  variant, flags_, notes = "", [], []
+  if not keys["proprio_key"] or not keys["action_key"]:
+    return [f"No {'state' if not keys['proprio_key'] else 'action'} vector among the step "
+            "features: set --config.data.proprio_key / --config.data.action_key by hand."]
+  if not keys["image_key"]:
+    variant = ":mlp"
+    notes.append("no RGB camera: the state model (libero_rrd:mlp)")
+  instructions = [text for text, _ in summary["instructions"] if text]
+  if summary["constant_returns"]:
+    if keys["instruction_key"] and len(instructions) >= 2:
+      variant = variant or ":demos"
+      notes.append("constant returns: the demos recipe (time penalty + instruction negatives)")
+    else:
+      flags_.append("--config.returns.kind=time_penalty")
+      notes.append("constant returns: R = return - 0.01*T (returns.kind=time_penalty)")
+    if summary["return"]["max"] <= 0:
+      flags_.append("--config.returns.success=all")
+      notes.append("no episode has a positive return: every demo counts as a success "
+                   "(returns.success=all)")
+  for field, key in keys.items():
+    if field == "wrist_image_key":
+      continue
+    if key != default_of[field] and (key or field == "instruction_key"):
+      flags_.append(f"--config.data.{field}={key}")
+  episode_keys = {key for key, _ in rlds.flat_features(builder.info.features)}
+  if defaults.file_path not in episode_keys:
+    flags_.append("--config.data.file_path_key=")
+  if keys["wrist_image_key"]:
+    notes.append(f"wrist camera {keys['wrist_image_key']}: add --config.model.use_wrist=True "
+                 "to use it" + (f" (and --config.data.wrist_image_key={keys['wrist_image_key']})"
+                                if keys["wrist_image_key"] != defaults.wrist_image else ""))
+  name = os.path.basename(os.path.dirname(os.path.abspath(dataset_dir))) or "run"
+  command = (f"rrd-train --config libero_rrd{variant} --workdir runs/{name} "
+             f"--config.data.dataset_dir={os.path.abspath(dataset_dir)}")
+  lines = ["Train a reward model on it:", "  " + " ".join([command, *flags_])]
+  used = ", ".join(f"{field.replace('_key', '')} {key}" for field, key in keys.items()
+                   if key and field != "wrist_image_key")
+  lines.append(f"  (reads: {used}" + "".join(f"; {note}" for note in notes) + ")")
   return lines
 
 
@@ -184,6 +242,8 @@ def inspect_dataset(dataset_dir, plot="", reward_key=None, instruction_key=None,
     raise UserError(f"dataset {builder.data_dir} has no steps")
   summary = summarize(index)
   for line in report_lines(builder, index, summary, keys.reward):
+    log(line)
+  for line in suggested_command(builder, summary, dataset_dir):
     log(line)
   if plot_path:
     write_plot(plot_path, index)

@@ -81,9 +81,10 @@ def write_plots(plot_dir, index, predicted, true, true_returns, num_episodes=6):
              os.path.join(plot_dir, "reward_hist.png"))
 
 
-def _dataset_and_offset(workdir, config, facts, dataset_dir):
-  """The dataset to predict (default: the run's) and the per-step reward offset of its return
-  definition (a mixture component's own, else the run's config.returns)."""
+def _dataset_and_returns(workdir, config, facts, dataset_dir):
+  """The dataset to predict (default: the run's), the per-step reward offset of its return
+  definition (a mixture component's own, else the run's config.returns) and whether every episode
+  counts as a success (returns.success="all")."""
   components = facts.get("components") or [
       {"name": "data", "dataset_dir": facts["dataset"]["dataset_dir"]}]
   if not dataset_dir and len(components) > 1:
@@ -92,9 +93,11 @@ def _dataset_and_offset(workdir, config, facts, dataset_dir):
   dataset_dir = os.path.abspath(os.path.expanduser(dataset_dir or components[0]["dataset_dir"]))
   match = [c for c in components if c["dataset_dir"] == dataset_dir and "returns_kind" in c]
   if match:
-    return dataset_dir, returns.reward_offset(match[0]["returns_kind"], match[0]["time_penalty"])
+    return (dataset_dir, returns.reward_offset(match[0]["returns_kind"], match[0]["time_penalty"]),
+            match[0].get("success", "reward") == "all")
   run_returns = config.get("returns") or {"kind": "sum", "time_penalty": 0.0}
-  return dataset_dir, returns.reward_offset(run_returns["kind"], run_returns["time_penalty"])
+  return (dataset_dir, returns.reward_offset(run_returns["kind"], run_returns["time_penalty"]),
+          run_returns.get("success", "reward") == "all")
 
 
 def _default_checkpoint(workdir, facts):
@@ -112,12 +115,14 @@ class RunPredictor:
     if not schema.is_checkpoint_name(self.which):
       raise UserError(f"--checkpoint must be latest, best or a step number, got {self.which!r}")
     self.workdir = os.path.abspath(workdir)
-    self.dataset_dir, offset = _dataset_and_offset(workdir, config, facts, dataset_dir)
+    self.dataset_dir, offset, all_success = _dataset_and_returns(workdir, config, facts,
+                                                                 dataset_dir)
     inputs = ModelInputs.from_config(config)
     self.builder, self.index, keys = source.open_dataset(config.data, self.dataset_dir, inputs)
     vocab = facts.get("instruction_vocabulary") or [source.UNKNOWN_INSTRUCTION]
     targets = returns.episode_targets(self.index.returns, self.index.lengths,
-                                      np.full(len(self.index), offset, np.float32))
+                                      np.full(len(self.index), offset, np.float32),
+                                      np.full(len(self.index), all_success))
     self.loader = pipeline.EpisodeLoader(self.builder, self.index, keys,
                                          inputs, instruction_vocab=vocab, targets=targets)
     self.mesh = parallel.make_mesh()

@@ -15,7 +15,7 @@ import numpy as np
 
 from rrd_jax import checkpoint, config_utils, lifecycle, parallel
 from rrd_jax import step as step_lib
-from rrd_jax.data import pipeline, rlds, source
+from rrd_jax.data import pipeline, returns, rlds, source
 from rrd_jax.errors import UserError
 from rrd_jax.inputs import ModelInputs
 
@@ -64,6 +64,12 @@ def open_training_data(config, log=print):
   train_ids = np.flatnonzero(~holdout)
   eval_ids = np.flatnonzero(holdout) if config.data.eval_fraction > 0 else np.zeros(0, np.int64)
   vocab = source.instruction_vocabulary([index.instructions[i] for i in train_ids])
+  target_returns = data.targets.returns[train_ids]
+  if config.returns.negatives_ratio == 0 and returns.returns_are_constant(target_returns):
+    log(f"WARNING: every training episode has the same return ({target_returns[0]:.6g}, as "
+        "defined by config.returns), so return decomposition has nothing to learn from; "
+        f"{returns.CONSTANT_RETURN_REMEDY}; for demos whose reward field is 0, add "
+        "config.returns.success=all.")
   if config.returns.negatives_ratio > 0 and len(vocab) < 3:
     raise UserError(f"returns.negatives_ratio={config.returns.negatives_ratio} needs training "
                     f"episodes with at least 2 different instructions; found {len(vocab) - 1}")

@@ -25,6 +25,7 @@ MIN_PIXEL_IMAGE_SIZE = 36  # smallest input the VALID-padded conv trunk maps to 
 LOSS_FORMS = ("mean", "return")  # RRD loss: (m - R/T)^2 (reference) or (T*m - R)^2 (seed tool)
 EPISODE_WEIGHTINGS = ("length", "uniform")
 RETURN_KINDS = ("sum", "time_penalty")
+SUCCESS_KINDS = ("reward", "all")  # returns.success (data/returns.py)
 CACHE_KINDS = ("none", "host", "device")
 EMBEDDED_TASKS = ("touch", "instructed")  # the generated dataset's tasks (data/embedded.py)
 CHECKPOINT_NAMES = ("latest", "best")  # or a step number
@@ -47,7 +48,7 @@ RENAMED = {
 ADDED = {
     "reward_model": {"model.augment": "none", "model.augment_pad": 4, "optim.weight_decay": 0.0,
                      "model.normalize_inputs": False, "optim.schedule": "constant",
-                     "optim.warmup_steps": 0},
+                     "optim.warmup_steps": 0, "returns.success": "reward"},
     "agent": {"optim.weight_decay": 0.0},
 }
 # Fields that no longer exist: what replaced them.
@@ -244,6 +245,7 @@ def _validate_checkpoint(checkpoint):
 def _validate_returns(config):
   returns = config.returns
   _one_of(returns.kind, RETURN_KINDS, "returns.kind")
+  _one_of(returns.success, SUCCESS_KINDS, "returns.success")
   _check(returns.time_penalty >= 0, f"returns.time_penalty must be >= 0, got {returns.time_penalty}")
   _check(0.0 <= returns.negatives_ratio < 1.0,
          f"returns.negatives_ratio must be in [0, 1), got {returns.negatives_ratio}")
@@ -257,6 +259,7 @@ def _validate_returns(config):
              "configs/libero_rrd.py's mixture_component")
     _check(component.weight > 0, f"{prefix}.weight must be > 0, got {component.weight}")
     _one_of(component.returns_kind, RETURN_KINDS, f"{prefix}.returns_kind")
+    _one_of(component.get("success", "reward"), SUCCESS_KINDS, f"{prefix}.success")
     _check(component.time_penalty >= 0,
            f"{prefix}.time_penalty must be >= 0, got {component.time_penalty}")
 

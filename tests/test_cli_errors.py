@@ -79,7 +79,9 @@ def _cases(e):
       "missing_feature_key": ("rrd_jax.train",
                               train(fresh("missing_feature_key"), ds(e.dataset_dir), *TINY_FLAGS,
                                     "--config.data.proprio_key=observation/nope"),
-                              ["observation/nope", "observation/state", "observation/image"]),
+                              ["data.proprio_key", "observation/nope",
+                               "numeric vector step features are: action, "
+                               "observation/joint_state, observation/state"]),
       # d. invalid config values
       "bias_correction_sample_size_1": (
           "rrd_jax.train", train(fresh("bias_correction_sample_size_1"), ds(e.dataset_dir), *TINY_FLAGS,

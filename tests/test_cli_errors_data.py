@@ -285,14 +285,17 @@ def _cases(e):
   cases = [
       # A TFDS dataset that is not RLDS.
       case("not_rlds", e.flat, [], [e.flat, "'steps'", "label, observation_vector"]),
-      # Configured feature keys the dataset lacks (the available ones are listed).
+      # Configured feature keys the dataset lacks (the available ones of that kind are listed).
       case("missing_image_key", e.tiny, ["--config.data.image_key=observation/nope"],
-           ["'steps/observation/nope'", "observation/image", "observation/state"]),
+           ["data.image_key", "'steps/observation/nope'",
+            "RGB image step features are: observation/image, observation/wrist_image"]),
       case("missing_reward_key", e.tiny, ["--config.data.reward_key=nope_reward"],
-           ["'steps/nope_reward'", "observation/state", "action"]),
+           ["data.reward_key", "'steps/nope_reward'",
+            "numeric scalar step features are: discount, reward"]),
       case("missing_wrist_key", e.tiny, ["--config.model.use_wrist=True",
                                          "--config.data.wrist_image_key=observation/nope_wrist"],
-           ["'steps/observation/nope_wrist'", "observation/wrist_image"]),
+           ["data.wrist_image_key", "'steps/observation/nope_wrist'",
+            "RGB image step features are: observation/image, observation/wrist_image"]),
       # An image feature that is not (H, W, 3), or not an image at all.
       case("one_channel_image", e.odd_images, [],
            [e.odd_images, "'steps/observation/image'", "(16, 16, 1)"]),

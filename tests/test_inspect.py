@@ -11,6 +11,7 @@ import pytest
 
 from rrd_jax import inspect as inspect_lib
 from rrd_jax.data import convert_libero_hdf5, rlds
+from rrd_jax.data import returns as returns_lib
 from rrd_jax.errors import UserError
 from tests import libero_hdf5
 from tests.test_cli_errors import message_lines
@@ -66,7 +67,7 @@ def test_constant_returns_warning(demo_dataset):
     ([1000.0, 1000.0001], True), ([0.0, 1.0, 1.0], False), ([-3.0, -2.5], False),
 ])
 def test_returns_are_constant(returns, constant):
-  assert inspect_lib.returns_are_constant(returns) == constant
+  assert returns_lib.returns_are_constant(returns) == constant
 
 
 def test_bad_input_is_refused(demo_dataset, tmp_path):

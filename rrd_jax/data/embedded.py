@@ -34,6 +34,7 @@ EEF_RADIUS = 0.05
 GENERATOR_REVISION = 1  # bump when generate_episode changes, so cached copies are regenerated
 INSTRUCTIONS = ("touch the red block", "reach for the red block", "tap the red block")
 REWARD_DOCS = {"touch": "Dense reward: 1.0 while touching the block.",
+               "oxe": "0 on every step (demos without reward labels).",
                "instructed": "1.0 on the last step of a successful episode, else 0."}
 BLOCK_COLOURS = {"red": (0.85, 0.1, 0.1), "green": (0.1, 0.65, 0.2), "yellow": (0.9, 0.8, 0.1)}
 DISTRACTOR_COLOUR = (0.35, 0.35, 0.35)
@@ -51,6 +52,8 @@ class EmbeddedParams:
   success_rate: float = 1.0  # task "instructed": fraction of successful episodes
   block_in_state: bool = False  # task "touch": observation/state also holds the block's (x, y),
   #                               so a state-only (mlp) model can tell where the reward is earned
+  layout: str = "libero"  # "oxe": Open X-Embodiment style: cameras observation/image_0 (main) and
+  #                         image_1 (wrist), a 7-d observation/state, reward 0 on every step
 
   def key(self):
     fields = dataclasses.asdict(self)
@@ -58,6 +61,8 @@ class EmbeddedParams:
       del fields["task"], fields["success_rate"]
     if not self.block_in_state:
       del fields["block_in_state"]
+    if self.layout == "libero":
+      del fields["layout"]
     text = json.dumps(fields, sort_keys=True) + f"{DATASET_VERSION}/{GENERATOR_REVISION}"
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -187,9 +192,12 @@ def generate_episode(params, episode_index):
                     for p in positions])
   is_last = np.zeros(length, bool)
   is_last[-1] = True
+  observation = {"image": images, "wrist_image": wrist, "state": state, "joint_state": joint_state}
+  if params.layout == "oxe":
+    observation = {"image_0": images, "image_1": wrist, "state": joint_state}
+    reward = np.zeros_like(reward)
   steps = {
-      "observation": {"image": images, "wrist_image": wrist, "state": state,
-                      "joint_state": joint_state},
+      "observation": observation,
       "action": action,
       "reward": reward,
       "discount": np.ones(length, np.float32),
@@ -202,24 +210,31 @@ def generate_episode(params, episode_index):
   return {"steps": steps, "episode_metadata": {"file_path": file_path}}
 
 
-def libero_features(image_size, reward_doc="Reward.", state_size=8):
+def libero_features(image_size, reward_doc="Reward.", state_size=8, layout="libero"):
   """The LIBERO RLDS feature spec (images at `image_size`; a state of state_size > 8 appends
-  extra dims after LIBERO's 8)."""
+  extra dims after LIBERO's 8); layout "oxe": the Open X-Embodiment style observation."""
   image = lambda doc: tfds.features.Image(shape=(image_size, image_size, 3), dtype=np.uint8,
                                           encoding_format="jpeg", doc=doc)
   scalar = lambda dtype, doc: tfds.features.Scalar(dtype=dtype, doc=doc)
+  if layout == "oxe":
+    observation = {
+        "image_0": image("Main camera RGB observation."),
+        "image_1": image("Wrist camera RGB observation."),
+        "state": tfds.features.Tensor(shape=(7,), dtype=np.float32, doc="Robot state."),
+    }
+  else:
+    observation = {
+        "image": image("Main camera RGB observation."),
+        "wrist_image": image("Wrist camera RGB observation."),
+        "state": tfds.features.Tensor(
+            shape=(state_size,), dtype=np.float32,
+            doc="EEF pos (3), axis-angle (3), gripper (2)" +
+            (", block (x, y)." if state_size > 8 else ".")),
+        "joint_state": tfds.features.Tensor(shape=(7,), dtype=np.float32, doc="Joint angles."),
+    }
   return tfds.features.FeaturesDict({
       "steps": tfds.features.Dataset({
-          "observation": tfds.features.FeaturesDict({
-              "image": image("Main camera RGB observation."),
-              "wrist_image": image("Wrist camera RGB observation."),
-              "state": tfds.features.Tensor(
-                  shape=(state_size,), dtype=np.float32,
-                  doc="EEF pos (3), axis-angle (3), gripper (2)" +
-                  (", block (x, y)." if state_size > 8 else ".")),
-              "joint_state": tfds.features.Tensor(shape=(7,), dtype=np.float32,
-                                                  doc="Joint angles."),
-          }),
+          "observation": tfds.features.FeaturesDict(observation),
           "action": tfds.features.Tensor(shape=(7,), dtype=np.float32,
                                          doc="EEF delta (6) and gripper (1)."),
           "discount": scalar(np.float32, "Discount, 1.0 everywhere."),
@@ -247,8 +262,10 @@ class RrdSyntheticLibero(tfds.core.GeneratorBasedBuilder):
 
   def _info(self):
     return self.dataset_info_from_configs(
-        features=libero_features(self._params.image_size, reward_doc=REWARD_DOCS[self._params.task],
-                                 state_size=10 if self._params.block_in_state else 8),
+        features=libero_features(self._params.image_size, reward_doc=REWARD_DOCS[
+            "oxe" if self._params.layout == "oxe" else self._params.task],
+                                 state_size=10 if self._params.block_in_state else 8,
+                                 layout=self._params.layout),
         description=__doc__,
         metadata=tfds.core.MetadataDict(generator_params=dataclasses.asdict(self._params)),
     )

@@ -54,7 +54,7 @@ class EpisodeLoader:
     self.inputs = inputs
     step_keys = [keys.proprio, keys.action, keys.reward]
     for frame in inputs.frames:
-      rlds.image_shape(builder, keys.frame(frame))
+      rlds.image_shape(builder, keys.frame(frame), f"data.{frame}_key")
       step_keys.append(keys.frame(frame))
     self.parse = rlds.make_parser(rlds.serialized_specs(builder, step_keys))
     self.shard_paths = np.asarray(index.shard_paths)
@@ -265,7 +265,8 @@ def _train_dataset(rows, start_step, num_steps, num_parallel_calls, prefetch):
     return element
 
   dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-  dataset = dataset.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+  dataset = dataset.map(rlds.plain_graph(load), num_parallel_calls=num_parallel_calls,
+                        deterministic=True)
   dataset = dataset.batch(rows.local_batch, drop_remainder=True).prefetch(prefetch)
   return dataset.with_options(_options())
 
@@ -300,7 +301,8 @@ def episode_steps_dataset(loader, episode_ids, *, batch_size, num_parallel_calls
     return element
 
   dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-  dataset = dataset.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+  dataset = dataset.map(rlds.plain_graph(load), num_parallel_calls=num_parallel_calls,
+                        deterministic=True)
   dataset = dataset.unbatch().batch(batch_size).prefetch(2)
   return dataset.with_options(_options())
 

@@ -5,6 +5,9 @@ have return 1 (reward 1.0 on the last step), so the raw sum teaches nothing; con
   - kind "sum": R = sum of the dataset's reward field (per step: the reward);
   - kind "time_penalty": R = sum - c*T (per step: reward - c), i.e. success - c*T for LIBERO demos:
     among successful demos, faster ones are better;
+  - success "all" (returns.success): every episode is a success with raw return 1, whatever its
+    reward field holds, for demos without reward labels (reward 0 everywhere): with time_penalty,
+    R = 1 - c*T, as for LIBERO's demos;
   - negatives (returns.negatives_ratio > 0): an episode's frames paired with another task's
     instruction get return `negative_return` (per step: negative_return / T); the model must be
     conditioned on the instruction (model.use_instruction) to tell them apart. Negatives are drawn
@@ -18,6 +21,19 @@ import numpy as np
 
 from rrd_jax.schema import RETURN_KINDS
 
+
+
+CONSTANT_RETURN_REMEDY = (
+    "use config.returns.kind=time_penalty (R = success - c*T) and/or "
+    "config.returns.negatives_ratio>0 (instruction-relabelled negatives), or mix in failed "
+    "rollouts with config.data.mixture")
+
+
+def returns_are_constant(returns):
+  """True when the returns cannot rank episodes: one distinct value, or a negligible spread."""
+  returns = np.asarray(returns, np.float64)
+  return (len(np.unique(returns)) == 1
+          or returns.std() < 1e-6 * max(1.0, abs(float(returns.mean()))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,12 +53,20 @@ def reward_offset(kind, time_penalty):
   raise ValueError(f"unknown return kind {kind!r}; expected one of {RETURN_KINDS}")
 
 
-def episode_targets(raw_returns, lengths, offsets):
-  """Targets from raw returns (sums of the reward field), lengths and per-episode offsets."""
+def episode_targets(raw_returns, lengths, offsets, all_success=None):
+  """Targets from raw returns (sums of the reward field), lengths and per-episode offsets.
+  all_success: [N] bool, True for episodes of a component with returns.success="all": each
+  counts as a success with raw return 1, whatever its reward field holds (demos with no reward
+  labels)."""
   raw_returns = np.asarray(raw_returns, np.float64)
   offsets = np.asarray(offsets, np.float32)
+  success = raw_returns > 0
+  if all_success is not None:
+    all_success = np.asarray(all_success, bool)
+    raw_returns = np.where(all_success, 1.0, raw_returns)
+    success = success | all_success
   returns = raw_returns + offsets.astype(np.float64) * np.asarray(lengths, np.float64)
-  return Targets(returns=returns, reward_offsets=offsets, success=raw_returns > 0)
+  return Targets(returns=returns, reward_offsets=offsets, success=success)
 
 
 def raw_targets(index):

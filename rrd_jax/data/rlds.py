@@ -48,6 +48,13 @@ class FeatureKeys:
                file_path=data_config.file_path_key)
 
 
+def plain_graph(function):
+  """`function` for tf.data's map without AutoGraph: our map functions have no tensor-dependent
+  Python control flow, and AutoGraph's source parsing only adds warnings (and can misread a source
+  file edited while a job runs)."""
+  return tf.autograph.experimental.do_not_convert(function)
+
+
 def _flatten(nested, prefix=""):
   flat = {}
   for key, value in nested.items():
@@ -105,9 +112,63 @@ def serialized_specs(builder, step_keys, episode_keys=()):
   return specs
 
 
+def flat_features(features, prefix=""):
+  """[(key, feature)] of the leaf tfds features, keys '/'-joined ('steps/observation/image')."""
+  if isinstance(features, tfds.features.Sequence):  # includes tfds.features.Dataset (RLDS steps)
+    return flat_features(features.feature, prefix)
+  if isinstance(features, tfds.features.FeaturesDict):
+    leaves = []
+    for key, feature in features.items():
+      leaves += flat_features(feature, f"{prefix}{key}/")
+    return leaves
+  return [(prefix.rstrip("/"), features)]
+
+
+FEATURE_KINDS = {"image": "RGB image", "vector": "numeric vector", "number": "numeric scalar",
+                 "text": "text"}
+
+
+def _kind(feature):
+  if isinstance(feature, tfds.features.Image):
+    return "image" if tuple(feature.shape)[-1:] == (3,) else None
+  if isinstance(feature, tfds.features.Text):
+    return "text"
+  dtype = np.dtype(feature.np_dtype)
+  if not np.issubdtype(dtype, np.number):  # (flags such as is_first are bool: not listed)
+    return None
+  return {0: "number", 1: "vector"}.get(len(feature.shape))
+
+
+def step_features_by_kind(builder):
+  """{kind: sorted keys inside `steps`} for the kinds of FEATURE_KINDS."""
+  out = {kind: [] for kind in FEATURE_KINDS}
+  for key, feature in flat_features(builder.info.features["steps"]):
+    kind = _kind(feature)
+    if kind:
+      out[kind].append(key)
+  return {kind: sorted(keys) for kind, keys in out.items()}
+
+
+def missing_step_feature(builder, key, kind, field):
+  """The UserError for a configured step feature the dataset lacks, listing those of its kind."""
+  found = step_features_by_kind(builder)[kind]
+  optional = " (or set it to '' if the dataset has none)" if kind == "text" else ""
+  return UserError(f"{field}: feature 'steps/{key}' not found in {builder.data_dir}; its "
+                   f"{FEATURE_KINDS[kind]} step features are: {', '.join(found) or 'none'}"
+                   f"{optional}")
+
+
 def check_step_features(builder, keys):
   """The reward must be one number per step, the state and action one numeric vector per step:
-  UserError naming the config field and the feature otherwise."""
+  UserError naming the config field and the feature otherwise (a missing one: listing the
+  dataset's features of its kind)."""
+  present = _flatten(builder.info.features.get_serialized_info()["steps"])
+  for key, field, kind in ((keys.reward, "data.reward_key", "number"),
+                           (keys.proprio, "data.proprio_key", "vector"),
+                           (keys.action, "data.action_key", "vector"),
+                           (keys.instruction, "data.instruction_key", "text")):
+    if key and key not in present:
+      raise missing_step_feature(builder, key, kind, field)
   specs = serialized_specs(builder, [keys.reward, keys.proprio, keys.action])
   for key, field, rank, what in ((keys.reward, "data.reward_key", 1, "one number"),
                                  (keys.proprio, "data.proprio_key", 2, "a vector"),
@@ -137,15 +198,13 @@ def make_parser(specs):
   return parse
 
 
-def image_shape(builder, key):
+def image_shape(builder, key, field="data.image_key"):
   """The stored (H, W, C) of an image step feature, checking it is an RGB image."""
   feature = builder.info.features["steps"]
   for part in key.split("/"):
     children = feature.feature if isinstance(feature, tfds.features.Dataset) else feature
     if not isinstance(children, tfds.features.FeaturesDict) or part not in children.keys():
-      available = _flatten(builder.info.features.get_serialized_info()["steps"])
-      raise UserError(f"feature 'steps/{key}' not found in {builder.data_dir}; available step "
-                      f"features: {', '.join(sorted(available))}")
+      raise missing_step_feature(builder, key, "image", field)
     feature = children[part]
   if not isinstance(feature, tfds.features.Image):
     shape = getattr(feature, "shape", None)
@@ -251,7 +310,8 @@ def _read_shard(path, summarize, skip_bad, expected=None):
       raise
     offsets, truncated = _complete_record_offsets(path), 1
   try:
-    dataset = tf.data.TFRecordDataset(path).map(summarize, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = tf.data.TFRecordDataset(path).map(plain_graph(summarize),
+                                                num_parallel_calls=tf.data.AUTOTUNE)
     rows = list(dataset.take(len(offsets)).as_numpy_iterator()) if not truncated else None
   except tf.errors.OpError as e:
     if not skip_bad:
@@ -297,7 +357,7 @@ def undecodable(path, offsets, parse_frames):
     return offset, tf.add_n([tf.reduce_sum(s) for s in sizes])
 
   dataset = tf.data.Dataset.from_tensor_slices(np.asarray(offsets, np.int64))
-  dataset = dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+  dataset = dataset.map(plain_graph(check), num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
   decoded = {int(offset) for offset, _ in dataset.as_numpy_iterator()}
   return [o for o in offsets if int(o) not in decoded]
 

@@ -27,11 +27,13 @@ class Component:
   returns_kind: str
   time_penalty: float
   embedded: embedded.EmbeddedParams  # used when no dataset_dir is configured
+  success: str = "reward"  # "reward": success = return > 0; "all": every episode (returns.py)
 
   def record(self):
     """What a run's config.json keeps of it (predict applies the same return definition)."""
     return {"name": self.name, "dataset_dir": self.dataset_dir, "weight": self.weight,
-            "returns_kind": self.returns_kind, "time_penalty": self.time_penalty}
+            "returns_kind": self.returns_kind, "time_penalty": self.time_penalty,
+            "success": self.success}
 
 
 @dataclasses.dataclass
@@ -51,7 +53,8 @@ class Source:
       summary["mixture"] = {
           c.name: {"dataset_dir": c.dataset_dir, "weight": c.weight,
                    "episodes": int(np.sum(self.component_ids == i)),
-                   "returns_kind": c.returns_kind, "time_penalty": c.time_penalty}
+                   "returns_kind": c.returns_kind, "time_penalty": c.time_penalty,
+                   "success": c.success}
           for i, c in enumerate(self.components)}
     return summary
 
@@ -70,10 +73,11 @@ def components(config):
   if not mixture:
     return [Component("data", data.dataset_dir, 1.0, config.returns.kind,
                       config.returns.time_penalty,
-                      _embedded_params(data, data.embedded_episodes, data.embedded_success_rate, 0))]
+                      _embedded_params(data, data.embedded_episodes, data.embedded_success_rate, 0),
+                      config.returns.get("success", "reward"))]
   return [Component(name, c.dataset_dir, float(c.weight), c.returns_kind, float(c.time_penalty),
                     _embedded_params(data, c.embedded_episodes, c.embedded_success_rate,
-                                     c.embedded_seed))
+                                     c.embedded_seed), c.get("success", "reward"))
           for name, c in mixture.items()]
 
 
@@ -126,7 +130,8 @@ def open_source(config, resolved, log=print):
   component_ids = np.concatenate([np.full(len(i), n, np.int32) for n, i in enumerate(indexes)])
   offsets = np.asarray([returns.reward_offset(c.returns_kind, c.time_penalty) for c in resolved],
                        np.float32)[component_ids]
-  targets = returns.episode_targets(index.returns, index.lengths, offsets)
+  all_success = np.asarray([c.success == "all" for c in resolved], bool)[component_ids]
+  targets = returns.episode_targets(index.returns, index.lengths, offsets, all_success)
   return Source(builders[0], index, keys, resolved, component_ids, targets)
 
 
