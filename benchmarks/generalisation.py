@@ -39,6 +39,8 @@ CONFIGS = {
                                        "model.normalize_inputs": True},
     "mlp, block_in_state, cosine": {"variant": "mlp", "block_in_state": True,
                                     "optim.schedule": "cosine"},
+    "mlp, block_in_state, weight_decay=1.0": {"variant": "mlp", "block_in_state": True,
+                                              "optim.weight_decay": 1.0},
 }
 DEFAULT_CONFIGS = ("pixel, augment=none", "pixel, augment=shift")
 
