@@ -126,3 +126,33 @@ def test_the_suggested_command_learns_the_instructions_from_demos_without_reward
   assert config.returns.success == "all" and config.returns.negatives_ratio > 0
   results = train.train_and_evaluate(config, str(tmp_path / "w"), log=lambda *_: None)
   assert results["eval/instruction_auc"] >= 0.7, results
+
+
+@pytest.mark.slow
+def test_a_relabelled_oxe_dataset_opens_with_tfds_and_keeps_every_feature(oxe_dir, tmp_path):
+  from rrd_jax import predict, relabel  # pylint: disable=import-outside-toplevel
+  from tests.test_relabel import floats, records  # pylint: disable=import-outside-toplevel
+  workdir = str(tmp_path / "w")
+  config = tiny_config(oxe_dir, **{"data.image_key": "observation/image_0",
+                                   "returns.kind": "time_penalty", "returns.success": "all"})
+  train.train_and_evaluate(config, workdir, log=lambda *_: None)
+  predict.predict_dataset(workdir, str(tmp_path / "p"), plot=False, log=lambda *_: None)
+  predictions = np.load(tmp_path / "p" / "predicted_rewards.npz")
+  out = relabel.relabel_dataset(workdir, oxe_dir, str(tmp_path / "out"), log=lambda *_: None)
+  original, relabelled = records(oxe_dir), records(out)
+  assert len(relabelled) == len(original) == OXE.num_episodes
+  for e, (a, b) in enumerate(zip(original, relabelled)):
+    fa, fb = a.features.feature, b.features.feature
+    assert set(fb) == set(fa) | {"steps/learned_reward"}
+    for key in fa:  # cameras image_0 / image_1 included, byte-identical
+      assert fa[key] == fb[key], key
+    np.testing.assert_allclose(floats(b, "steps/learned_reward"),
+                               predictions["reward"][predictions["episode"] == e],
+                               rtol=1e-6, atol=1e-7)
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  builder = tfds.builder_from_directory(out)
+  assert {"image_0", "image_1", "state"} <= set(builder.info.features["steps"]["observation"].keys())
+  episode = next(iter(builder.as_dataset(split="train", shuffle_files=False).take(1)))
+  step = next(iter(episode["steps"]))
+  assert step["observation"]["image_0"].shape == (40, 40, 3)
+  assert step["learned_reward"].dtype.name == "float32"

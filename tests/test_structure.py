@@ -16,13 +16,13 @@ PACKAGE = os.path.join(ROOT, "rrd_jax")
 # layer and the layers before it, never one after it. Names are relative to rrd_jax; "data.*"
 # is every module of the subpackage not named elsewhere.
 LAYERS = (
-    ("config", ("errors", "schema", "inputs", "files", "config_utils", "progress")),
+    ("config", ("errors", "schema", "inputs", "files", "config_utils", "progress", "quiet_start")),
     ("data", ("data.*",)),
     ("model", ("models", "augment")),
     ("loss", ("losses",)),
     ("step", ("step", "parallel")),
     ("loop", ("checkpoint", "metrics", "interrupt", "lifecycle", "plots", "curves", "evaluation",
-              "profiling", "steppers", "reward_setup", "reward_loop", "rl.*")),
+              "profiling", "steppers", "reward_setup", "reward_loop", "reward_api", "rl.*")),
     ("cli", ("train", "predict", "relabel", "inspect", "legacy", "plot_runs",
              "data.convert_libero_hdf5")),
 )

@@ -381,16 +381,9 @@ def _complete_record_offsets(path):
   return offsets
 
 
-def build_index(builder, keys, splits=None, skip_bad=False, frame_keys=()):
-  """Scans the dataset once (lengths, returns, file paths, instructions; no images decoded).
-
-  Episodes shorter than MIN_EPISODE_LENGTH are left out (counted). A NaN/inf reward, state or
-  action, or an unreadable record, raises UserError, unless skip_bad: then the episode is left out
-  and counted (index.report). With skip_bad, the frames of the step features `frame_keys` (the
-  cameras a run reads) are decoded once too, and episodes with one that does not decode are left
-  out and counted; without it, such a frame is named when the pipeline meets it.
-  """
-  splits = sorted(builder.info.splits.keys()) if splits is None else list(splits)
+def _episode_summarizer(builder, keys):
+  """serialized episode -> the numbers build_index keeps (length, return, finiteness, input
+  moments, instruction, file path), as a tf.data map function."""
   step_keys = [keys.reward, keys.proprio, keys.action]
   step_keys += [keys.instruction] if keys.instruction else []
   episode_keys = [keys.file_path] if keys.file_path else []
@@ -411,6 +404,20 @@ def build_index(builder, keys, splits=None, skip_bad=False, frame_keys=()):
     summary["file_path"] = parsed[keys.file_path] if keys.file_path else tf.constant("")
     return summary
 
+  return summarize
+
+
+def build_index(builder, keys, splits=None, skip_bad=False, frame_keys=()):
+  """Scans the dataset once (lengths, returns, file paths, instructions; no images decoded).
+
+  Episodes shorter than MIN_EPISODE_LENGTH are left out (counted). A NaN/inf reward, state or
+  action, or an unreadable record, raises UserError, unless skip_bad: then the episode is left out
+  and counted (index.report). With skip_bad, the frames of the step features `frame_keys` (the
+  cameras a run reads) are decoded once too, and episodes with one that does not decode are left
+  out and counted; without it, such a frame is named when the pipeline meets it.
+  """
+  splits = sorted(builder.info.splits.keys()) if splits is None else list(splits)
+  summarize = _episode_summarizer(builder, keys)
   parse_frames = make_parser(serialized_specs(builder, frame_keys)) if skip_bad else None
   shard_paths, shard_ids, offsets, columns = [], [], [], []
   unreadable = non_finite = short = bad_frames = 0
