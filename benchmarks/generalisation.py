@@ -34,6 +34,7 @@ CONFIGS = {
     # The touch task's block is only in the image; with block_in_state the state holds it too, so
     # a state-only model can tell where the reward is earned.
     "mlp": {"variant": "mlp"},
+    "mlp, normalize": {"variant": "mlp", "model.normalize_inputs": True},
     "mlp, block_in_state": {"variant": "mlp", "block_in_state": True},
     "mlp, block_in_state, normalize": {"variant": "mlp", "block_in_state": True,
                                        "model.normalize_inputs": True},
