@@ -22,6 +22,9 @@ from rrd_jax.data import embedded
 
 BENCH_DIR = "~/.cache/rrd_jax/bench"
 EPISODES = 200
+# Every config starts from the same point, whatever today's defaults: no weight decay, a constant
+# rate, no input normalisation (the shift applies to pixel models only where a config sets it).
+BASE = {"optim.weight_decay": 0.0, "optim.schedule": "constant", "model.normalize_inputs": False}
 PIXEL = {"model.augment": "shift"}
 CONFIGS = {
     "pixel, augment=none": {"model.augment": "none"},
@@ -71,7 +74,7 @@ def run(quick=False, steps=None, names=DEFAULT_CONFIGS, out=""):
       config = config_utils.load_config(variant=variant, overrides={
           "data.embedded_dir": BENCH_DIR, "data.embedded_episodes": EPISODES,
           "data.eval_fraction": 0.125, "train.num_steps": steps, "eval.every_steps": 500,
-          "eval.episodes": 25, "checkpoint.every_steps": 0, **overrides})
+          "eval.episodes": 25, "checkpoint.every_steps": 0, **BASE, **overrides})
       workdir = os.path.join(tmp, "".join(c if c.isalnum() else "_" for c in name))
       start = time.perf_counter()
       train.train_and_evaluate(config, workdir, log=lambda *_: None)
