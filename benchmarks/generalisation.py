@@ -5,7 +5,8 @@ learning-rate schedule or input normalisation, and the state (mlp) model.
 python -m benchmarks.generalisation [--quick] [--steps N] [--configs NAME ...] [--out RESULT.json]
 
 The embedded LIBERO-layout dataset (its dense reward is known) with 200 episodes, 25 of them held
-out (data.eval_fraction=0.125), the default config otherwise (64x64, 8 episodes x 32 steps);
+out (data.eval_fraction=0.125), the default config otherwise (64x64, 8 episodes x 32 steps) but
+from BASE (no weight decay, constant rate, raw inputs) unless a config sets those;
 5,000 updates (--quick: 1,000), evaluated every 500 on all 25 held-out episodes. Per config: the
 held-out within-episode Pearson, pooled Pearson, RRD loss and the train loss at each evaluation.
 With --out, the file is rewritten after each config (a long run can be read as it goes).
@@ -34,6 +35,8 @@ CONFIGS = {
     "pixel, shift, weight_decay=0.1": {**PIXEL, "optim.weight_decay": 0.1},
     "pixel, shift, weight_decay=1.0": {**PIXEL, "optim.weight_decay": 1.0},
     "pixel, shift, pad=8": {**PIXEL, "model.augment_pad": 8},
+    "pixel, shift, pad=8, weight_decay=1.0": {**PIXEL, "model.augment_pad": 8,
+                                              "optim.weight_decay": 1.0},
     # The touch task's block is only in the image; with block_in_state the state holds it too, so
     # a state-only model can tell where the reward is earned.
     "mlp": {"variant": "mlp"},
