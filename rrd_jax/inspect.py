@@ -126,8 +126,8 @@ def suggested_keys(builder):
   kinds = rlds.step_features_by_kind(builder)
   images = [k for k in kinds["image"] if k.startswith("observation/")] or kinds["image"]
   wrist = _first(images, ("observation/wrist_image",), ("wrist",))
-  main = _first([k for k in images if k != wrist], ("observation/image",), ("image", "rgb")) or (
-      [k for k in images if k != wrist] or [""])[0]
+  others = [k for k in images if k != wrist]
+  main = _first(others, ("observation/image",), ("image", "rgb")) or (others or [""])[0]
   vectors = [k for k in kinds["vector"] if k != "action"]
   observed = [k for k in vectors if k.startswith("observation/")] or vectors
   state = _first(observed, ("observation/state",), ("state", "proprio")) or (observed or [""])[0]

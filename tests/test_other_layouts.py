@@ -58,24 +58,18 @@ def test_inspect_suggests_the_keys_and_the_return_definition(oxe_dir):
   assert "returns.success=all" in lines[2]
 
 
-def test_inspect_suggests_the_state_model_without_a_camera_and_names_a_wrist_camera():
-  class Builder:  # the feature listing is all suggested_keys reads
-    def __init__(self, kinds):
-      self.kinds = kinds
+def test_inspect_suggests_the_state_model_without_a_camera_and_names_a_wrist_camera(monkeypatch):
   kinds = {"image": [], "vector": ["action", "observation/joint_pos", "observation/proprio"],
            "number": ["reward"], "text": []}
-  original = rlds.step_features_by_kind
-  try:
-    rlds.step_features_by_kind = lambda builder: builder.kinds
-    keys = inspect.suggested_keys(Builder(kinds))
-    assert (keys["image_key"], keys["proprio_key"], keys["instruction_key"]) == (
-        "", "observation/proprio", "")
-    kinds["image"] = ["observation/agentview_rgb", "observation/eye_in_hand_wrist_rgb"]
-    keys = inspect.suggested_keys(Builder(kinds))
-    assert (keys["image_key"], keys["wrist_image_key"]) == ("observation/agentview_rgb",
-                                                           "observation/eye_in_hand_wrist_rgb")
-  finally:
-    rlds.step_features_by_kind = original
+  # the feature listing is all suggested_keys reads of the builder
+  monkeypatch.setattr(rlds, "step_features_by_kind", lambda builder: builder)
+  keys = inspect.suggested_keys(kinds)
+  assert (keys["image_key"], keys["proprio_key"], keys["instruction_key"]) == (
+      "", "observation/proprio", "")
+  kinds["image"] = ["observation/agentview_rgb", "observation/eye_in_hand_wrist_rgb"]
+  keys = inspect.suggested_keys(kinds)
+  assert (keys["image_key"], keys["wrist_image_key"]) == ("observation/agentview_rgb",
+                                                         "observation/eye_in_hand_wrist_rgb")
 
 
 @pytest.mark.parametrize("field, value, listed, not_listed", [

@@ -51,10 +51,8 @@ class Source:
     summary["skipped_episodes"] = dataclasses.asdict(self.index.report)
     if len(self.components) > 1:
       summary["mixture"] = {
-          c.name: {"dataset_dir": c.dataset_dir, "weight": c.weight,
-                   "episodes": int(np.sum(self.component_ids == i)),
-                   "returns_kind": c.returns_kind, "time_penalty": c.time_penalty,
-                   "success": c.success}
+          c.name: {**{k: v for k, v in c.record().items() if k != "name"},
+                   "episodes": int(np.sum(self.component_ids == i))}
           for i, c in enumerate(self.components)}
     return summary
 
