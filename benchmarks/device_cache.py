@@ -69,10 +69,10 @@ def run(quick=False, config_path=os.path.join(ROOT, "configs", "libero_rrd.py"),
 
   stream_steps()  # warm-up (compilation)
   build_start = time.perf_counter()
-  table = cache.build_table(loader, ids, progress=False)
+  plan = cache.shard_plan(loader, ids, options, loader.component_ids[ids], int(mesh.devices.size))
+  device = cache.DeviceCache(loader, ids, plan, options, mesh, progress=False)
+  jax.block_until_ready(device.table)
   build_s = time.perf_counter() - build_start
-  device = cache.DeviceCache(table, inputs, options, component_ids=loader.component_ids[ids],
-                             sharding=parallel.replicated(mesh))
   cached_fn = step_lib.make_cached_train_fn(input_keys, config.rrd, mesh, device)
   step_counter = {"step": 0}
 
@@ -123,8 +123,9 @@ def run(quick=False, config_path=os.path.join(ROOT, "configs", "libero_rrd.py"),
       "config": os.path.relpath(config_path, ROOT),
       "image_size": config.data.image_size, "episodes_per_batch": config.rrd.episodes_per_batch,
       "sample_size": config.rrd.sample_size, "episodes": len(ids),
-      "frames_cached": int(table.length.sum()), "cache_build_s": build_s,
-      "table_mbytes": sum(v.nbytes for v in table.frames.values()) / 2**20,
+      "frames_cached": int(sum(plan.frames)), "cache_build_s": build_s,
+      "devices": plan.num_shards, "frames_per_device": plan.frames,
+      "table_mbytes": cache.shard_bytes(loader, plan) * plan.num_shards / 2**20,
       "steps_per_call": chunk, "device": str(jax.devices()[0].device_kind),
       "cache_steps_per_s": rate["cache"], "ceiling_steps_per_s": rate["ceiling"],
       "fraction_of_ceiling": rate["cache"] / rate["ceiling"],

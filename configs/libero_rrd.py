@@ -56,7 +56,9 @@ def get_config(variant=""):
   data.eval_fraction = 0.1  # Fraction of episodes held out for evaluation (by file_path hash).
   data.num_parallel_calls = -1  # tf.data parallel episode loads (-1 = AUTOTUNE).
   data.cache = "none"  # "none": stream with tf.data; "host"/"device": decode every training frame
-  #                      once into host RAM / accelerator memory (device: sampling inside the jit).
+  #                      once into host RAM (one process) / accelerator memory (device: split over
+  #                      all devices of all processes, sampling inside the jit).
+  data.cache_memory_gib = 0.0  # data.cache=device: most GiB of frames per device (0 = its free memory).
   data.skip_bad_episodes = False  # True: skip unreadable / non-finite / undecodable-frame episodes
   #                                (counted; every frame read is decoded once at start) instead of failing.
 

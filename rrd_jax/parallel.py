@@ -48,6 +48,23 @@ def member_sharding(num_devices):
   return NamedSharding(mesh, P(MEMBER_AXIS))
 
 
+def available_bytes(device):
+  """Memory a device has free: the accelerator's limit less what is in use, or (backends without
+  memory statistics, e.g. CPU) the host's available RAM; None if neither is known."""
+  try:
+    stats = device.memory_stats()
+  except Exception:  # pylint: disable=broad-except  (backends without memory statistics)
+    stats = None
+  if stats and stats.get("bytes_limit"):
+    return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+  try:
+    with open("/proc/meminfo", encoding="utf-8") as f:
+      info = dict(line.split(":", 1) for line in f)
+    return int(info["MemAvailable"].split()[0]) * 1024
+  except (OSError, KeyError, ValueError):
+    return None
+
+
 def to_global(local_batch, sharding):
   """This process's numpy batch (its slice of the global batch) -> global jax arrays."""
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
@@ -85,3 +102,11 @@ def broadcast_from_main(value):
     return value
   from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
   return multihost_utils.broadcast_one_to_all(np.asarray(value))
+
+
+def gather_from_processes(value):
+  """A small numpy value from every process, stacked [process_count, ...], on every process."""
+  if jax.process_count() == 1:
+    return np.asarray(value)[None]
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return np.asarray(multihost_utils.process_allgather(np.asarray(value)))

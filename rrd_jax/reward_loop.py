@@ -4,14 +4,18 @@ Every step draws an RRD batch (rrd.episodes_per_batch episodes x rrd.sample_size
 of step s depends only on (seed, s)) and takes one Adam step on the RRD loss; every
 eval.every_steps steps the held-out episodes are scored. The run's lifecycle (workdir, resume,
 checkpoints, metrics, progress, stopping, final_metrics.json) is rrd_jax/lifecycle.py's.
-Writes WORKDIR/config.json, metrics.jsonl, tensorboard/, final_metrics.json and checkpoints/.
+Writes WORKDIR/config.json, data_stats.json (where the training frames live: data.cache, devices,
+processes, episodes/frames/bytes per device, build seconds), metrics.jsonl, tensorboard/,
+final_metrics.json and checkpoints/.
 """
+
+import os
 
 import jax
 import numpy as np
 
 from rrd_jax import checkpoint, evaluation, lifecycle, models, parallel, plots, profiling, schema
-from rrd_jax import reward_setup, steppers
+from rrd_jax import files, reward_setup, steppers
 from rrd_jax import step as step_lib
 from rrd_jax.data import pipeline, returns
 from rrd_jax.data.sampling import SamplerOptions
@@ -125,27 +129,11 @@ def _make_mesh(config):
   return mesh
 
 
-def _available_bytes(device):
-  """Memory one device can give a batch: the accelerator's limit, or the host's available RAM."""
-  try:
-    stats = device.memory_stats()
-  except Exception:  # pylint: disable=broad-except  (backends without memory statistics)
-    stats = None
-  if stats and stats.get("bytes_limit"):
-    return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
-  try:
-    with open("/proc/meminfo", encoding="utf-8") as f:
-      info = dict(line.split(":", 1) for line in f)
-    return int(info["MemAvailable"].split()[0]) * 1024
-  except (OSError, KeyError, ValueError):
-    return None
-
-
 def _check_batch_fits(config, mesh):
   """Refuses, before any data is read, a batch whose estimated activations exceed a device."""
   steps = config.rrd.episodes_per_batch * config.rrd.sample_size // mesh.devices.size
   needed = steps * models.activation_bytes_per_step(config.model, config.data.image_size)
-  available = _available_bytes(jax.local_devices()[0])
+  available = parallel.available_bytes(jax.local_devices()[0])
   if available is not None and needed > available:
     raise UserError(
         f"a batch of rrd.episodes_per_batch={config.rrd.episodes_per_batch} x "
@@ -155,8 +143,9 @@ def _check_batch_fits(config, mesh):
 
 
 def _setup(run, config, mesh):
-  """(data, restored TrainState, first step) of a new or resumed run."""
+  """(data, restored TrainState, first step, device-cache plan) of a new or resumed run."""
   data = reward_setup.open_training_data(config, log=run.log)
+  cache_plan = steppers.plan_device_cache(config, data, mesh)  # refused before config.json
   summary, (state_size, action_size) = data.summary(), data.input_sizes()
   run.write_config({"dataset": summary, "instruction_vocabulary": data.vocab,
                     "input_sizes": {"state": state_size, "action": action_size},
@@ -177,7 +166,7 @@ def _setup(run, config, mesh):
   if run.resume:
     run.log(f"Resuming the run in {run.workdir} from step {start_step}" +
             (f" (checkpoint in {run.checkpoint_dir})." if meta else " (no checkpoint yet)."))
-  return data, state, start_step
+  return data, state, start_step, cache_plan
 
 
 def _meta(run, config, step):
@@ -256,10 +245,13 @@ def train_and_evaluate(config, workdir, log=print):
 
 def _run(run, config, mesh):
   """Setup, the steps, then the final evaluation and save: the final held-out metrics."""
-  data, state, start_step = _setup(run, config, mesh)
+  data, state, start_step, cache_plan = _setup(run, config, mesh)
   num_steps = config.train.num_steps
   evaluator = Evaluator(config, data, mesh, state.apply_fn)
-  stepper = steppers.make_stepper(config, data, mesh, start_step, log=run.log)
+  stepper, data_stats = steppers.make_stepper(config, data, mesh, start_step, cache_plan,
+                                                 log=run.log)
+  if parallel.is_main_process():
+    files.write_json(os.path.join(run.workdir, "data_stats.json"), data_stats)
   profiler = profiling.StepProfiler(config.profile, f"{run.workdir}/tensorboard", log=run.log)
   run.start(start_step, num_steps)
   with run.stop_requests() as stop:

@@ -183,6 +183,9 @@ def validate_reward_model(config):
   _check(0.0 <= data.eval_fraction < 1.0,
          f"data.eval_fraction must be in [0, 1), got {data.eval_fraction}")
   _one_of(data.cache, CACHE_KINDS, "data.cache")
+  _check(data.get("cache_memory_gib", 0.0) >= 0,
+         f"data.cache_memory_gib must be >= 0 (0 = the device's free memory), got "
+         f"{data.get('cache_memory_gib')}")
   _one_of(model.kind, MODEL_KINDS, "model.kind")
   _one_of(model.dtype, DTYPE_NAMES, "model.dtype")
   _one_of(model.augment, AUGMENT_KINDS, "model.augment")

@@ -4,6 +4,7 @@ the device cache draws with the same law from the same frames, inside jit."""
 import numpy as np
 import pytest
 
+from rrd_jax import parallel
 from rrd_jax.data import cache, pipeline, rlds, source
 from rrd_jax.data.pipeline import EpisodeLoader
 from rrd_jax.data.sampling import SamplerOptions
@@ -55,7 +56,11 @@ def test_host_cache_batches_equal_streaming(loader, table, negatives_ratio):
 def _device_batches(loader, table, options, steps, keys=None):
   """`steps` device-cache batches on the host; only `keys` of them when given (no image gathers)."""
   import jax  # pylint: disable=import-outside-toplevel
-  device = cache.DeviceCache(table, loader.inputs, options, component_ids=loader.component_ids)
+  del table  # the device cache decodes its own shard(s)
+  mesh = parallel.make_mesh(1)
+  plan = cache.shard_plan(loader, np.arange(len(loader.index)), options, loader.component_ids, 1)
+  device = cache.DeviceCache(loader, np.arange(len(loader.index)), plan, options, mesh,
+                             progress=False)
   sample = jax.jit(lambda *args: {k: v for k, v in device.sample(*args).items()
                                   if keys is None or k in keys})
   return [jax.device_get(sample(device.table, device.probabilities, s)) for s in range(steps)]

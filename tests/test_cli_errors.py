@@ -100,6 +100,12 @@ def _cases(e):
       "model_kind_bogus": ("rrd_jax.train", train(fresh("model_kind_bogus"), ds(e.dataset_dir), *TINY_FLAGS,
                                                   "--config.model.kind=bogus"),
                            ["model.kind", "bogus"]),
+      "device_cache_too_big": ("rrd_jax.train",
+                               train(fresh("device_cache_too_big"), ds(e.dataset_dir), *TINY_FLAGS,
+                                     "--config.data.cache=device",
+                                     "--config.data.cache_memory_gib=1e-5"),
+                               ["data.cache=device needs", "per device", "0.01 MiB available",
+                                "data.image_size", "more devices", "data.cache=none"]),
       # e. unknown config key
       "unknown_config_key": ("rrd_jax.train", train(fresh("unknown_config_key"), ds(e.dataset_dir), *TINY_FLAGS,
                                                     "--config.rrd.nope=3"),
@@ -172,7 +178,8 @@ def cli(tiny_dataset_dir, repo_root, tmp_path_factory):
 CASE_NAMES = [
     "missing_dataset", "empty_dataset_dir", "dataset_parent_dir", "missing_feature_key",
     "bias_correction_sample_size_1", "episodes_per_batch_0", "image_size_0", "loss_form_bogus",
-    "model_kind_bogus", "unknown_config_key", "config_file_missing", "config_variant_unknown",
+    "model_kind_bogus", "device_cache_too_big", "unknown_config_key", "config_file_missing",
+    "config_variant_unknown",
     "existing_run", "missing_workdir",
     "predict_not_a_run", "predict_existing_out",
 ]

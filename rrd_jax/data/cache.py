@@ -4,9 +4,12 @@ config.data.cache:
   "none"   stream episodes with tf.data (rrd_jax/data/pipeline.py), decoding only sampled frames;
   "host"   a uint8 frame table in host RAM; batches follow the streaming sampler's plans exactly
            (the same (seed, step) -> plan), gathered with numpy;
-  "device" the frame table in accelerator memory; episode sampling, step-index sampling and frame
-           gathering run inside the jitted step (same sampling law, jax.random draws), and many
-           steps run per call with lax.scan: no host work per step.
+  "device" the frame table in accelerator memory, split over the devices of the data mesh (each
+           device holds a disjoint, frame-balanced set of episodes: rrd_jax/data/shards.py, which
+           also states the sampling law); episode sampling, step-index sampling and frame
+           gathering run inside the jitted step, per device on its own shard (shard_map), and many
+           steps run per call with lax.scan: no host work per step. Each process decodes only
+           the episodes its own devices hold.
 Both caches hold every step of the cached episodes: frames [F, S, S, 3] uint8 (and wrist frames),
 state/action/true_reward per frame, and per-episode start, length, return, instruction and
 mixture component.
@@ -17,9 +20,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from rrd_jax.progress import progress_bar
-from rrd_jax.data import pipeline, returns
+from rrd_jax.data import pipeline, returns, shards
 from rrd_jax.data.sampling import RRDSampler, episode_probabilities, sample_step_indices_in_jit
 
 
@@ -39,33 +43,54 @@ jax.tree_util.register_dataclass(
                              "episode_id"], meta_fields=[])
 
 
+def frame_bytes(inputs):
+  """Bytes one cached step takes: its frames (uint8) and a bound on its low-dimensional values."""
+  return 3 * inputs.image_size * inputs.image_size * len(inputs.frames) + 4 * 32
+
+
 def table_bytes(loader, episode_ids):
   """Bytes a table of these episodes will take (to decide whether it fits)."""
-  frames = int(loader.index.lengths[np.asarray(episode_ids)].sum())
-  size = loader.inputs.image_size
-  per_frame = 3 * size * size * len(loader.inputs.frames) + 4 * 32
-  return frames * per_frame
+  return int(loader.index.lengths[np.asarray(episode_ids)].sum()) * frame_bytes(loader.inputs)
 
 
-def build_table(loader, episode_ids, progress=True):
+def _decode(loader, episode_ids, bar):
   """Decodes (and resizes) every frame of `episode_ids` once into a host FrameTable."""
   episode_ids = np.asarray(episode_ids, np.int64)
   lengths = loader.index.lengths[episode_ids].astype(np.int32)
   batches = pipeline.episode_step_batches(loader, episode_ids, batch_size=1024)
   keep = ["state", "action", "true_reward", *loader.inputs.frames]
   chunks = {k: [] for k in keep}
-  bar = progress_bar(int(lengths.sum()), "cache", enabled=progress, unit="frame")
   for batch in batches:
     for k in keep:
       chunks[k].append(batch[k])
     bar.update(len(batch["state"]))
-  bar.close()
   start = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int32)
   return FrameTable(frames={k: np.concatenate(v) for k, v in chunks.items()}, start=start,
                     length=lengths,
                     episode_return=loader.targets.returns[episode_ids].astype(np.float32),
                     instruction_id=loader.instruction_ids[episode_ids].astype(np.int32),
                     episode_id=episode_ids)
+
+
+def build_table(loader, episode_ids, progress=True):
+  """Decodes (and resizes) every frame of `episode_ids` once into a host FrameTable."""
+  bar = progress_bar(int(loader.index.lengths[np.asarray(episode_ids)].sum()), "cache",
+                     enabled=progress, unit="frame")
+  table = _decode(loader, episode_ids, bar)
+  bar.close()
+  return table
+
+
+def pad_table(table, num_frames, num_episodes):
+  """The table with zero frames and dummy episodes (start 0, length 1, id -1) appended, so every
+  device's shard has the same shape; the sampler gives the dummies probability 0."""
+  def pad(x, n, value=0):
+    return np.concatenate([x, np.full((n - len(x),) + x.shape[1:], value, x.dtype)])
+  return FrameTable(frames={k: pad(v, num_frames) for k, v in table.frames.items()},
+                    start=pad(table.start, num_episodes), length=pad(table.length, num_episodes, 1),
+                    episode_return=pad(table.episode_return, num_episodes),
+                    instruction_id=pad(table.instruction_id, num_episodes),
+                    episode_id=pad(table.episode_id, num_episodes, -1))
 
 
 def _gather(frames, start, length, indices, wanted, xp):
@@ -145,24 +170,67 @@ def sample_batch(key, table, probabilities, *, episodes_per_batch, sample_size, 
   return _finish_batch(batch, table, e, indices, negative, instruction, negative_return, jnp)
 
 
-class DeviceCache:
-  """A FrameTable in device memory and the in-jit sampler's fixed arguments."""
+def shard_plan(loader, episode_ids, options, component_ids, num_shards):
+  """How `episode_ids` split over `num_shards` devices (rrd_jax/data/shards.py)."""
+  lengths = loader.index.lengths[np.asarray(episode_ids, np.int64)]
+  probabilities = episode_probabilities(lengths, options.weighting, component_ids,
+                                        options.component_weights)
+  return shards.ShardPlan.build(lengths, probabilities, num_shards)
 
-  def __init__(self, table, inputs, options, *, component_ids, sharding=None):
+
+def shard_bytes(loader, plan):
+  """Device bytes of one (padded) shard."""
+  return plan.max_frames * frame_bytes(loader.inputs) + plan.max_episodes * 4 * 8
+
+
+def _global_array(mesh, local_leaves):
+  """{mesh position: numpy leaf of this process's devices} -> one array split over the mesh."""
+  devices = mesh.devices.ravel()
+  first = next(iter(local_leaves.values()))
+  shape = (len(devices) * first.shape[0],) + first.shape[1:]
+  return jax.make_array_from_single_device_arrays(
+      shape, NamedSharding(mesh, P(mesh.axis_names[0])),
+      [jax.device_put(leaf, devices[d]) for d, leaf in local_leaves.items()])
+
+
+class DeviceCache:
+  """The training episodes' frames in device memory, one shard per device of a 1-D mesh (`plan`,
+  rrd_jax/data/shards.py), and the in-jit sampler's fixed arguments. This process decodes only
+  the shards of its own devices."""
+
+  def __init__(self, loader, episode_ids, plan, options, mesh, progress=True):
+    episode_ids = np.asarray(episode_ids, np.int64)
     self.seed = int(options.seed)
-    probabilities = episode_probabilities(table.length, options.weighting, component_ids,
-                                          options.component_weights)
-    self.sample_kwargs = dict(episodes_per_batch=int(options.episodes_per_batch),
-                              sample_size=int(options.sample_size), wanted=_wanted(inputs),
-                              max_length=int(table.length.max()),
-                              negatives_ratio=float(options.negatives_ratio),
-                              candidates=jnp.asarray(np.unique(table.instruction_id), jnp.int32),
-                              negative_return=float(options.negative_return))
-    self.table = jax.device_put(table, sharding)
-    self.probabilities = jax.device_put(jnp.asarray(probabilities, jnp.float32), sharding)
+    self.mesh, self.plan = mesh, plan
+    self.sample_kwargs = dict(
+        episodes_per_batch=int(options.episodes_per_batch) // plan.num_shards,
+        sample_size=int(options.sample_size), wanted=_wanted(loader.inputs),
+        max_length=int(plan.lengths.max()), negatives_ratio=float(options.negatives_ratio),
+        candidates=jnp.asarray(np.unique(loader.instruction_ids[episode_ids]), jnp.int32),
+        negative_return=float(options.negative_return))
+    local = [d for d, device in enumerate(mesh.devices.ravel())
+             if device.process_index == jax.process_index()]
+    bar = progress_bar(sum(plan.frames[d] for d in local), "cache", enabled=progress, unit="frame")
+    tables = [pad_table(_decode(loader, episode_ids[plan.members[d]], bar), plan.max_frames,
+                        plan.max_episodes) for d in local]
+    bar.close()
+    self.table = jax.tree.map(lambda *leaves: _global_array(mesh, dict(zip(local, leaves))),
+                              *tables)
+    self.probabilities = _global_array(mesh, {d: plan.shard_probabilities(d) for d in local})
 
   def sample(self, table, probabilities, step):
-    """The batch of `step` (traceable): a pure function of (seed, step). The table and episode
-    probabilities are passed in (jit arguments, not baked-in constants)."""
+    """The global batch of `step` (traceable): a pure function of (seed, step). Each device
+    draws its B/D episodes from its own shard, with the step's key folded with its position on
+    the mesh (with one device: the step's key itself). The table and probabilities are passed in
+    (jit arguments, not baked-in constants)."""
     key = jax.random.fold_in(jax.random.PRNGKey(self.seed), step)
-    return sample_batch(key, table, probabilities, **self.sample_kwargs)
+    axis = self.mesh.axis_names[0]
+    sharded = self.plan.num_shards > 1
+
+    def local(table, probabilities, key):
+      if sharded:
+        key = jax.random.fold_in(key, jax.lax.axis_index(axis))
+      return sample_batch(key, table, probabilities, **self.sample_kwargs)
+
+    return jax.shard_map(local, mesh=self.mesh, in_specs=(P(axis), P(axis), P()),
+                         out_specs=P(axis))(table, probabilities, key)
