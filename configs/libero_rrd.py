@@ -31,6 +31,8 @@ def get_config(variant=""):
   config = ml_collections.ConfigDict()
   config.kind = "reward_model"  # The loop that runs this config (rrd_jax/reward_loop.py).
   config.seed = 0  # Seeds parameter init and the sampler (the batch at step s depends only on seed, s).
+  config.compile_cache_dir = "~/.cache/rrd_jax/compilation"  # JAX's persistent compilation
+  #   cache for rrd-train / rrd-legacy (a rerun of the same shapes skips XLA compilation); "" = off.
 
   config.data = data = ml_collections.ConfigDict()
   data.dataset_dir = ""  # RLDS version dir, e.g. .../libero_10_no_noops/1.0.0; "" = embedded dataset.
@@ -77,7 +79,8 @@ def get_config(variant=""):
   model.frame_diff = False  # Pixel model: also feed the frame difference o - o'.
   model.use_wrist = False  # Pixel model: a second conv trunk on the wrist camera.
   model.augment = "shift"  # Pixel model, training only: "shift" (DrQ random shift) or "none".
-  model.augment_pad = 4  # "shift": pixels of padding, i.e. the largest shift either way.
+  model.augment_pad = 8  # "shift": pixels of padding, i.e. the largest shift either way (8 holds
+  #                        held-out figures best on small data; BENCHMARKS.md).
   model.normalize_inputs = False  # Standardise s, a, s - s' by the training data's mean/std
   #                                  (computed while indexing, saved in the checkpoint).
   model.use_instruction = False  # Learned embedding of the language instruction.

@@ -33,6 +33,8 @@ def get_config(variant="hopper"):
   config = ml_collections.ConfigDict()
   config.kind = "agent"  # The loop that runs this config (rrd_jax/rl/agent_loop.py).
   config.seed = 0  # Seeds networks, sampling, exploration and the environments.
+  config.compile_cache_dir = "~/.cache/rrd_jax/compilation"  # JAX's persistent compilation
+  #   cache for rrd-train / rrd-legacy (a rerun of the same shapes skips XLA compilation); "" = off.
 
   config.env = env = ml_collections.ConfigDict()
   env.name = ENVS[variant]  # Gymnasium id: Hopper-v5, Walker2d-v5, HalfCheetah-v5, Ant-v5, Humanoid-v5, Pendulum-v1.

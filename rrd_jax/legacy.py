@@ -22,7 +22,7 @@ import sys
 
 import jax
 
-from rrd_jax import config_utils, schema, train
+from rrd_jax import compile_cache, config_utils, schema, train
 from rrd_jax.errors import UserError, cli_main
 
 LIBERO_ENVS = ("libero-10", "libero-spatial", "libero-object", "libero-goal", "libero-90")
@@ -240,7 +240,9 @@ def main(argv=None):
     print(f"Note: {', '.join(ignored)} have no effect with --rrd_reward_only True "
           f"(the old tool also ignored them there).")
   print(f"Equivalent command:\n  {new_style_command(workdir, overrides)}", flush=True)
-  return train.train_and_evaluate(config_utils.load_config(overrides=overrides), workdir)
+  config = config_utils.load_config(overrides=overrides)
+  compile_cache.enable(config.compile_cache_dir)
+  return train.train_and_evaluate(config, workdir)
 
 
 def _run_online(args):
@@ -248,7 +250,9 @@ def _run_online(args):
   if args.cuda and jax.default_backend() == "cpu":
     print("--cuda: no accelerator found; running on CPU.")
   print(f"Equivalent command:\n  {new_style_command(workdir, overrides, config_spec)}", flush=True)
-  return train.train_and_evaluate(load_online_config(config_spec, overrides), workdir)
+  config = load_online_config(config_spec, overrides)
+  compile_cache.enable(config.compile_cache_dir)
+  return train.train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,10 @@ from rrd_jax.errors import UserError, full_disk_is_user_error
 
 # Fields that may change between a run and its resumption without changing what it computes.
 RESUMABLE_CHANGES = ("train.num_steps", "train.total_env_steps", "checkpoint.overwrite",
+                     "compile_cache_dir",
                      "profile.start_step", "profile.num_steps", "profile.dir", "profile.server_port")
-RUN_FILES = ("config.json", "metrics.jsonl", "final_metrics.json", "tensorboard", "checkpoints")
+RUN_FILES = ("config.json", "metrics.jsonl", "final_metrics.json", "data_stats.json", "tensorboard",
+             "checkpoints")
 LOCK_FILE = ".rrd_jax.lock"
 FINAL_METRICS = "final_metrics.json"
 

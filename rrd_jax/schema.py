@@ -48,8 +48,9 @@ RENAMED = {
 ADDED = {
     "reward_model": {"model.augment": "none", "model.augment_pad": 4, "optim.weight_decay": 0.0,
                      "model.normalize_inputs": False, "optim.schedule": "constant",
-                     "optim.warmup_steps": 0, "returns.success": "reward"},
-    "agent": {"optim.weight_decay": 0.0},
+                     "optim.warmup_steps": 0, "returns.success": "reward",
+                     "data.cache_memory_gib": 0.0, "compile_cache_dir": ""},
+    "agent": {"optim.weight_decay": 0.0, "compile_cache_dir": ""},
 }
 # Fields that no longer exist: what replaced them.
 DROPPED = {

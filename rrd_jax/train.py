@@ -15,7 +15,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from rrd_jax import config_utils, parallel, schema
+from rrd_jax import compile_cache, config_utils, parallel, schema
 from rrd_jax.errors import UserError, exit_with_error, run_app, unknown_config_field_message
 
 # config.kind -> the module whose train_and_evaluate(config, workdir) runs it. The agent's loop
@@ -56,6 +56,7 @@ def main():
     except OSError:
       raise UserError(f"config file {flags.FLAGS['config'].serialize().split('=', 1)[-1]} "
                       "cannot be loaded (missing or unreadable)") from None
+    compile_cache.enable(resolved.get("compile_cache_dir", ""))
     if schema.run_kind(resolved) == "reward_model":  # multi-process jobs
       parallel.initialize_distributed(coordinator.value, num_processes.value, process_id.value)
     train_and_evaluate(resolved, workdir.value)

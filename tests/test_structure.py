@@ -16,7 +16,8 @@ PACKAGE = os.path.join(ROOT, "rrd_jax")
 # layer and the layers before it, never one after it. Names are relative to rrd_jax; "data.*"
 # is every module of the subpackage not named elsewhere.
 LAYERS = (
-    ("config", ("errors", "schema", "inputs", "files", "config_utils", "progress", "quiet_start")),
+    ("config", ("errors", "schema", "inputs", "files", "config_utils", "progress", "quiet_start",
+                "compile_cache")),
     ("data", ("data.*",)),
     ("model", ("models", "augment")),
     ("loss", ("losses",)),

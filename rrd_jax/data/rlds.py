@@ -6,6 +6,7 @@ so the pipeline can read just the sampled episodes (and decode just the sampled 
 memory stays bounded by a few numbers per episode, whatever the dataset's size.
 """
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import os
@@ -310,8 +311,7 @@ def _read_shard(path, summarize, skip_bad, expected=None):
       raise
     offsets, truncated = _complete_record_offsets(path), 1
   try:
-    dataset = tf.data.TFRecordDataset(path).map(plain_graph(summarize),
-                                                num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = tf.data.TFRecordDataset(path).map(summarize, num_parallel_calls=tf.data.AUTOTUNE)
     rows = list(dataset.take(len(offsets)).as_numpy_iterator()) if not truncated else None
   except tf.errors.OpError as e:
     if not skip_bad:
@@ -407,6 +407,22 @@ def _episode_summarizer(builder, keys):
   return summarize
 
 
+def _read_shards(files, summarize, skip_bad):
+  """(split, path, _read_shard's result) for each (split, path, expected records) in order; the
+  shards are read side by side (TensorFlow releases the GIL while it reads and parses)."""
+  with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    futures = [pool.submit(_read_shard, path, summarize, skip_bad, expected)
+               for _, path, expected in files]
+    try:
+      for (split, path, _), future in zip(
+          tqdm.tqdm(files, desc="index", unit="shard", dynamic_ncols=True,
+                    disable=not sys.stderr.isatty() or len(files) < 4), futures):
+        yield split, path, future.result()
+    finally:
+      for future in futures:
+        future.cancel()
+
+
 def build_index(builder, keys, splits=None, skip_bad=False, frame_keys=()):
   """Scans the dataset once (lengths, returns, file paths, instructions; no images decoded).
 
@@ -417,7 +433,9 @@ def build_index(builder, keys, splits=None, skip_bad=False, frame_keys=()):
   out and counted; without it, such a frame is named when the pipeline meets it.
   """
   splits = sorted(builder.info.splits.keys()) if splits is None else list(splits)
-  summarize = _episode_summarizer(builder, keys)
+  # Traced once for every shard (tf.data would otherwise trace a plain function per shard).
+  summarize = tf.function(plain_graph(_episode_summarizer(builder, keys)), autograph=False,
+                          input_signature=[tf.TensorSpec([], tf.string)])
   parse_frames = make_parser(serialized_specs(builder, frame_keys)) if skip_bad else None
   shard_paths, shard_ids, offsets, columns = [], [], [], []
   unreadable = non_finite = short = bad_frames = 0
@@ -425,9 +443,7 @@ def build_index(builder, keys, splits=None, skip_bad=False, frame_keys=()):
            for split in splits if builder.info.splits[split].num_examples  # (tfds warns on 0)
            for instruction in builder.info.splits[split].file_instructions]
   records = 0
-  for split, path, expected in tqdm.tqdm(files, desc="index", unit="shard", dynamic_ncols=True,
-                                         disable=not sys.stderr.isatty() or len(files) < 4):
-    rows, shard_offsets, bad = _read_shard(path, summarize, skip_bad, expected)
+  for split, path, (rows, shard_offsets, bad) in _read_shards(files, summarize, skip_bad):
     unreadable += bad
     records += len(rows) + bad
     shard_id = len(shard_paths)
