@@ -2,7 +2,9 @@
 
 Usage: python -m rrd_jax.train --config configs/mujoco_rrd_sac.py:VARIANT --workdir DIR \
          [--config.reward.kind=ircr] [--config.KEY=VALUE ...]
-Variants: hopper (default), walker2d, halfcheetah, ant, humanoid (the v5 tasks, 1M env steps),
+Variants: hopper (default), walker2d, halfcheetah, ant, humanoid, humanoidstandup, reacher,
+  swimmer (the paper's eight episodic tasks, gymnasium v5, 1M env steps; reacher's episodes end
+  at gymnasium's 50 steps, the others' at 1000),
   pendulum (Pendulum-v1, dense reward, small: a cheap check that SAC learns),
   <task>_comparison, e.g. hopper_comparison: the reward-kind comparison of BENCHMARKS.md as one
   population (rrd, ircr, episodic, dense x 3 seeds, 200k env steps, environments in
@@ -16,7 +18,13 @@ time after every 100 environment steps, as the reference's iterations do), RRD K
 import ml_collections
 
 ENVS = {"hopper": "Hopper-v5", "walker2d": "Walker2d-v5", "halfcheetah": "HalfCheetah-v5",
-        "ant": "Ant-v5", "humanoid": "Humanoid-v5", "pendulum": "Pendulum-v1"}
+        "ant": "Ant-v5", "humanoid": "Humanoid-v5", "humanoidstandup": "HumanoidStandup-v5",
+        "reacher": "Reacher-v5", "swimmer": "Swimmer-v5", "pendulum": "Pendulum-v1"}
+# The paper's eight episodic MuJoCo tasks (the suite of BENCHMARKS.md and benchmarks/agent_suite).
+PAPER_TASKS = ("ant", "halfcheetah", "walker2d", "humanoid", "reacher", "swimmer", "hopper",
+               "humanoidstandup")
+# Gymnasium's own time limits where they are not 1000 steps.
+TIME_LIMITS = {"reacher": 50, "pendulum": 200}
 
 
 COMPARISON = "_comparison"
@@ -38,7 +46,8 @@ def get_config(variant="hopper"):
 
   config.env = env = ml_collections.ConfigDict()
   env.name = ENVS[variant]  # Gymnasium id: Hopper-v5, Walker2d-v5, HalfCheetah-v5, Ant-v5, Humanoid-v5, Pendulum-v1.
-  env.max_episode_steps = 1000  # Time limit; reaching it ends the episode but is not a terminal.
+  env.max_episode_steps = TIME_LIMITS.get(variant, 1000)  # Time limit; reaching it ends the
+  #                                                         episode but is not a terminal.
   env.num_envs = 1  # Training environments stepped side by side (each step = num_envs env steps).
   env.subprocesses = False  # True: each environment steps in its own process (many envs, many cores).
 
@@ -98,7 +107,6 @@ def get_config(variant="hopper"):
   checkpoint.overwrite = False  # True: move a different run found in --workdir aside, start anew.
 
   if variant == "pendulum":
-    env.max_episode_steps = 200
     reward.kind = "dense"
     sac.hidden_sizes = (64, 64)
     sac.actor_lr = sac.critic_lr = 1e-3  # Small nets, short run: faster learning rates.

@@ -104,17 +104,35 @@ def summary(groups):
   return out
 
 
-def comparison_figure(groups, title=""):
-  fig, ax = plt.subplots(figsize=(6.4, 4.2))
-  for i, (label, members) in enumerate(groups.items()):
+def _draw(ax, groups, colours):
+  for label, members in groups.items():
     steps, mean, std = aggregate(members)
-    ax.plot(steps, mean, color=f"C{i}", label=f"{label} (n={len(members)})")
-    ax.fill_between(steps, mean - std, mean + std, color=f"C{i}", alpha=0.2)
-  ax.set_xlabel("environment steps")
-  ax.set_ylabel("eval return (true dense), mean +- std over seeds")
-  if title:
-    ax.set_title(title, fontsize=9)
+    kind = _run_config(members[0][0])["reward"]["kind"]
+    ax.plot(steps, mean, color=colours[kind], label=f"{kind} (n={len(members)})")
+    ax.fill_between(steps, mean - std, mean + std, color=colours[kind], alpha=0.2)
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=7)
+
+
+def comparison_figure(groups, title=""):
+  """Mean +- std eval/return per group: one panel per env (task), one colour per reward kind
+  (the same in every panel)."""
+  by_env = collections.defaultdict(dict)
+  for label, members in groups.items():
+    by_env[_run_config(members[0][0])["env"]["name"]][label] = members
+  kinds = sorted({_run_config(m[0][0])["reward"]["kind"] for m in groups.values()})
+  colours = {kind: f"C{i}" for i, kind in enumerate(kinds)}
+  columns = min(len(by_env), 4)
+  rows = -(-len(by_env) // columns)
+  fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.8 * rows), squeeze=False)
+  for ax, (env, env_groups) in zip(axes.flat, sorted(by_env.items())):
+    _draw(ax, env_groups, colours)
+    ax.set_title(env if len(by_env) > 1 else title or env, fontsize=9)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("eval return (true dense), mean +- std")
+  for ax in list(axes.flat)[len(by_env):]:
+    ax.set_visible(False)
+  if title and len(by_env) > 1:
+    fig.suptitle(title, fontsize=10)
   fig.tight_layout()
   return fig

@@ -4,7 +4,8 @@ Each DIR is a run's workdir, a population's workdir (its members are runs) or a 
 subdirectories are runs. Runs are grouped by
 reward.kind (from each run's config.json; by env too when several envs appear); each group's
 eval/return curve is plotted as the mean +- std over its runs (seeds) on the env steps all of them
-reached. --summary writes, per group, the final mean / std / per-run returns as JSON.
+reached, one panel per env (task) with a colour per reward kind: `plot_runs runs/hopper
+runs/walker2d ...` draws a task suite. --summary writes, per group, the final mean / std / per-run returns as JSON.
 """
 
 import argparse

@@ -32,7 +32,8 @@ CHECKPOINT_NAMES = ("latest", "best")  # or a step number
 # Agent (configs/mujoco_rrd_sac.py)
 REWARD_KINDS = ("rrd", "rrd_lrd", "ircr", "uniform", "episodic", "dense")
 MODEL_REWARD_KINDS = ("rrd", "rrd_lrd")  # the kinds that train a reward model
-MUJOCO_ENVS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5")
+MUJOCO_ENVS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5",
+               "HumanoidStandup-v5", "Reacher-v5", "Swimmer-v5")
 TEST_ENVS = ("Pendulum-v1",)  # cheap, for tests and smoke runs
 ENV_NAMES = MUJOCO_ENVS + TEST_ENVS
 
