@@ -79,6 +79,14 @@ def get_config(variant="hopper"):
   rrd.loss_form = "mean"  # "mean": (m - R/T)^2 (reference); "return": (T*m - R)^2.
   rrd.hidden_sizes = (256, 256)  # Reward model MLP on [s, a, s - s'].
 
+  config.ircr = ircr = ml_collections.ConfigDict()  # reward.kind=ircr: the original IRCR's own
+  #                                                   settings (RRD_REFERENCE.md), not sac.*'s.
+  ircr.heap_size = 10  # Highest-return episodes kept apart; half of every SAC batch comes from them.
+  ircr.replay_capacity = 300_000  # Transitions in its ring buffer (replay.capacity is RRD's).
+  ircr.polyak = 0.999
+  ircr.batch_size = 512
+  ircr.fixed_alpha = 0.0  # > 0: temperature fixed at this value (the original's Humanoid: 0.1); 0 = tuned.
+
   config.optim = optim = ml_collections.ConfigDict()  # The reward model's optimiser.
   optim.learning_rate = 3e-4  # Adam.
   optim.grad_clip_norm = 0.0  # Global-norm clipping; 0 = off.
@@ -106,6 +114,8 @@ def get_config(variant="hopper"):
   checkpoint.save_final = True  # Save at the end of training.
   checkpoint.overwrite = False  # True: move a different run found in --workdir aside, start anew.
 
+  if variant == "humanoid":
+    ircr.fixed_alpha = 0.1
   if variant == "pendulum":
     reward.kind = "dense"
     sac.hidden_sizes = (64, 64)

@@ -51,7 +51,9 @@ ADDED = {
                      "model.normalize_inputs": False, "optim.schedule": "constant",
                      "optim.warmup_steps": 0, "returns.success": "reward",
                      "data.cache_memory_gib": 0.0, "compile_cache_dir": ""},
-    "agent": {"optim.weight_decay": 0.0, "compile_cache_dir": ""},
+    "agent": {"optim.weight_decay": 0.0, "compile_cache_dir": "", "ircr.heap_size": 10,
+              "ircr.replay_capacity": 300_000, "ircr.polyak": 0.999, "ircr.batch_size": 512,
+              "ircr.fixed_alpha": 0.0},
 }
 # Fields that no longer exist: what replaced them.
 DROPPED = {
@@ -306,6 +308,17 @@ def validate_agent(config):
          f"got {t.env_steps_per_call}")
   _check(t.updates_per_call >= 0, f"train.updates_per_call must be >= 0, got {t.updates_per_call}")
   _check(config.eval.episodes >= 1, f"eval.episodes must be >= 1, got {config.eval.episodes}")
+  _validate_ircr(config.ircr, e.max_episode_steps)
+
+
+def _validate_ircr(i, max_episode_steps):
+  _check(i.heap_size >= 1, f"ircr.heap_size must be >= 1, got {i.heap_size}")
+  _check(i.replay_capacity >= max_episode_steps,
+         f"ircr.replay_capacity ({i.replay_capacity}) must hold a whole episode "
+         f"(env.max_episode_steps = {max_episode_steps})")
+  _check(0.0 <= i.polyak < 1.0, f"ircr.polyak must be in [0, 1), got {i.polyak}")
+  _check(i.batch_size >= 2, f"ircr.batch_size must be >= 2 (half from the heap), got {i.batch_size}")
+  _check(i.fixed_alpha >= 0, f"ircr.fixed_alpha must be >= 0 (0 = tuned), got {i.fixed_alpha}")
 
 
 def _validate_sac(s):

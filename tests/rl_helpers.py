@@ -29,9 +29,15 @@ def make_episode(length, obs_size=3, act_size=2, dense=None, terminal=False, see
       np.float32), next_observation=obs[1:], reward=delayed, dense_reward=dense, terminal=term)
 
 
-def filled_buffer(episodes, capacity, obs_size=3, act_size=2):
-  buffer = replay.create(capacity, obs_size, act_size)
+def filled_buffer(episodes, capacity, obs_size=3, act_size=2, limit=None, heap=(), heap_slots=1,
+                  heap_episode_steps=1):
+  """A buffer holding `episodes` in its ring and `heap` (episodes) in its first heap slots."""
+  buffer = replay.create(capacity, obs_size, act_size, limit=limit, heap_slots=heap_slots,
+                         heap_episode_steps=heap_episode_steps)
   insert = jax.jit(replay.insert)
   for block in replay.episodes_to_rows(episodes):
     buffer = insert(buffer, block)
-  return buffer
+  stacked = jax.tree.map(lambda x: x[None], buffer)
+  for slot, episode in enumerate(heap):
+    stacked = replay.heap_put(stacked, 0, slot, replay.heap_rows(episode, heap_episode_steps))
+  return jax.tree.map(lambda x: x[0], stacked)

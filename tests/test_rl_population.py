@@ -31,19 +31,24 @@ def test_members_of_a_mixed_population_train_as_they_would_alone(repo_root):
   """rrd, rrd_lrd (bias-corrected) and ircr side by side, each with its own seed and
   buffer: every member's state after 2 fused steps equals the same run trained alone (all of it
   for the rrd kinds; the agent for the others, whose unused reward model trains only in a
-  population that has one)."""
-  config = small_config(repo_root)
+  population that has one). IRCR keeps its own settings there: a larger batch (half from its
+  heap), another polyak, a smaller ring and a fixed temperature."""
+  config = small_config(repo_root, **{"ircr.batch_size": 24, "ircr.polyak": 0.9,
+                                      "ircr.replay_capacity": 40, "ircr.fixed_alpha": 0.3})
   hp = sac.SACParams.from_config(config.sac, ACT)
   kinds = ("rrd", "rrd_lrd", "ircr")
   seeds = [5, 6, 7]
-  buffers = [filled_buffer([make_episode(t, seed=t + s) for t in (7, 12, 20, 3)], capacity=64)
-             for s in seeds]
+  buffers = [filled_buffer([make_episode(t, seed=t + s) for t in (7, 12, 20, 3)], capacity=64,
+                           limit=40 if kind == "ircr" else 64, heap_slots=3, heap_episode_steps=20,
+                           heap=[make_episode(t, seed=t + s + 50) for t in (9, 4)])
+             for kind, s in zip(kinds, seeds)]
   mixed = learner.make_train_steps(config, hp, kinds, 2)(
-      learner.create_members(config, hp, OBS, seeds), population.stack(buffers),
+      learner.create_members(config, hp, OBS, seeds, kinds), population.stack(buffers),
       jnp.arange(3, dtype=jnp.int32))[0]
+  assert float(population.member_slice(mixed, 2).sac.alpha) == pytest.approx(0.3)
   for m, (kind, seed) in enumerate(zip(kinds, seeds)):
     alone = learner.make_train_steps(config, hp, (kind,), 2)(
-        learner.create_members(config, hp, OBS, [seed]), population.stack([buffers[m]]),
+        learner.create_members(config, hp, OBS, [seed], [kind]), population.stack([buffers[m]]),
         jnp.zeros(1, jnp.int32))[0]
     mine, solo = population.member_slice(mixed, m), population.member_slice(alone, 0)
     if not rewards.uses_reward_model(kind):

@@ -11,7 +11,7 @@ The run's lifecycle (workdir, resume, checkpoints, metrics, progress, stopping,
 final_metrics.json) is rrd_jax/lifecycle.py's. Writes WORKDIR/config.json, metrics.jsonl
 (step = env steps), tensorboard/, learning_curve.png, final_metrics.json and checkpoints/.
 A checkpoint holds the learner (networks, optimiser states, target critics, temperature, reward
-model, rng, update count) and the replay buffer (with its episode fields and IRCR min/max), and
+model, rng, update count) and the replay buffer (with its episode fields and IRCR's heap), and
 its meta the env-step and episode counters. The environments' running episodes are not saved: a
 resumed run resets its environments (seeded from (seed, env_steps)) and their partial episodes,
 never in the buffer, are dropped.
@@ -150,15 +150,18 @@ class _Agent:
     self.config, self.pop, self.run, self.action_size = config, pop, run, action_size
     self.hp = sac.SACParams.from_config(config.sac, action_size)
     state = learner_lib.create_members(config, self.hp, observation_size,
-                                       [m.seed for m in pop.members])
-    buffer = population.stack([replay.create(config.replay.capacity, observation_size,
-                                             action_size)] * pop.size)
-    state, buffer = jax.device_put((state, buffer), pop.by_member)
+                                       [m.seed for m in pop.members], [m.kind for m in pop.members])
+    state, buffer = jax.device_put((state, _buffers(config, pop, observation_size, action_size)),
+                                   pop.by_member)
     items, meta = run.restore(self._items(state, buffer), keep=config.checkpoint.keep)
     self.state = flax.serialization.from_state_dict(state, items["learner"])
     self.buffer = flax.serialization.from_state_dict(buffer, items["buffer"])
     self.env_steps, self.episodes = (int(meta["env_steps"]), int(meta["episodes"])) if meta else (0, 0)
     self.insert = jax.jit(jax.vmap(replay.insert), donate_argnums=(0,))
+    self.heap_put = jax.jit(replay.heap_put, donate_argnums=(0,))
+    # IRCR's heap bookkeeping on the host (which slot a finished episode takes), as restored.
+    self.heap_returns, self.heap_lengths = (np.array(x) for x in jax.device_get(
+        (self.buffer.heap_return, self.buffer.heap_length)))
     self.train_calls = {}  # fused-step count -> jitted scan
     self.explore, exploit = _acting(self.state.sac.actor.apply_fn)
     self.env_batch = envs.EnvBatch(config.env.name, config.env.max_episode_steps,
@@ -201,6 +204,7 @@ class _Agent:
                                         config.train.warmup_steps, self.act, self.pop.size)
     for block in replay.member_blocks(finished):
       self.buffer = self.insert(self.buffer, block)
+    self._update_heaps(finished)
     self.episodes += sum(map(len, finished))
     for m, done in enumerate(finished):
       interval.episode_returns[m] += [e.episode_return for e in done]
@@ -222,6 +226,19 @@ class _Agent:
       interval.metrics.append(step_metrics)
     return before
 
+  def _update_heaps(self, finished):
+    """IRCR members: each finished episode enters the heap if it ranks among the top ones."""
+    for m, (member, done) in enumerate(zip(self.pop.members, finished)):
+      if member.kind != "ircr":
+        continue
+      for episode in done:
+        slot = replay.heap_slot(self.heap_returns[m], self.heap_lengths[m], episode.episode_return)
+        if slot is None:
+          continue
+        rows = replay.heap_rows(episode, self.config.env.max_episode_steps)
+        self.buffer = self.heap_put(self.buffer, m, slot, rows)
+        self.heap_returns[m, slot], self.heap_lengths[m, slot] = episode.episode_return, len(episode)
+
   def evaluate(self):
     with self.run.clock.excluded():  # keep evaluation out of the step timings
       return self.evaluator(self.actor, self.env_steps, self.episodes)
@@ -229,6 +246,18 @@ class _Agent:
   def close(self):
     self.env_batch.close()
     self.evaluator.close()
+
+
+def _buffers(config, pop, observation_size, action_size):
+  """Member-stacked replay buffers: arrays sized for the largest ring, each member's ring its own
+  kind's capacity; an IRCR heap in every member when any member is IRCR (shapes must match)."""
+  limits = [learner_lib.kind_settings(config, m.kind).replay_capacity for m in pop.members]
+  ircr = "ircr" in pop.kinds
+  return population.stack([
+      replay.create(max(limits), observation_size, action_size, limit=limit,
+                    heap_slots=config.ircr.heap_size if ircr else 1,
+                    heap_episode_steps=config.env.max_episode_steps if ircr else 1)
+      for limit in limits])
 
 
 def _log_interval(run, pop, interval, env_steps, total):

@@ -10,8 +10,16 @@ jit from the device replay buffer with a key split off the state's rng, so n fus
 single steps. Both run a population: states, buffers and kind ids carry a leading member axis
 (a single run is a population of one) and the step is vmapped over it, so members (seeds, reward
 kinds) train side by side in one call.
+
+IRCR members use the original IRCR's own SAC settings (config.ircr, `kind_settings`): their batch
+size, polyak, replay capacity and (optionally) a fixed temperature, and half of each batch drawn
+from the heap of top episodes. Members of other kinds keep config.sac / config.replay. A
+population whose members' batch sizes differ draws the largest batch for everyone and weighs
+each member's rows past its own size 0 (JAX's random draws are prefix-stable, so the first rows
+are the ones it would draw alone).
 """
 
+import dataclasses
 import functools
 
 import flax
@@ -29,6 +37,44 @@ class LearnerState:
   reward: step_lib.TrainState  # the RRD reward model (trained only by the rrd kinds)
   rng: jax.Array
   updates: jax.Array  # [] int32 training steps done
+
+
+@dataclasses.dataclass(frozen=True)
+class KindSettings:
+  """The SAC settings of one reward kind's members."""
+  batch_size: int
+  polyak: float
+  fixed_alpha: float  # > 0: the temperature is fixed at this value; 0: tuned
+  replay_capacity: int
+  heap: bool  # half of each batch from the heap of top episodes (IRCR)
+
+
+def kind_settings(config, kind):
+  if kind == "ircr":
+    c = config.ircr
+    return KindSettings(c.batch_size, c.polyak, c.fixed_alpha, c.replay_capacity, True)
+  return KindSettings(config.sac.batch_size, config.sac.polyak, 0.0, config.replay.capacity, False)
+
+
+def _per_member(values, kind_id, default=None):
+  """None when every kind has `default`, else this member's value (traced) of `values`."""
+  if all(v == default for v in values):
+    return None
+  return jnp.asarray(values, jnp.float32)[kind_id]
+
+
+def _sac_batch(buffer, key, kind_id, settings):
+  """The member's transition batch [max batch size] and IRCR's (min, max) return range: IRCR's
+  second half from the heap (while it holds anything), every other row uniform over the ring."""
+  size = max(s.batch_size for s in settings)
+  batch = replay.sample_transitions(buffer, key, size)
+  if not any(s.heap for s in settings):
+    return batch, (buffer.return_min, buffer.return_max)
+  heap = replay.sample_heap(buffer, jax.random.fold_in(key, 1), size)
+  half = jnp.asarray([s.batch_size // 2 if s.heap else size for s in settings])[kind_id]
+  from_heap = (jnp.arange(size) >= half) & (replay.heap_stored(buffer) > 0)
+  pick = lambda h, f: jnp.where(from_heap.reshape((-1,) + (1,) * (f.ndim - 1)), h, f)  # noqa: E731
+  return jax.tree.map(pick, heap, batch), replay.heap_return_range(buffer)
 
 
 def reward_model(config):
@@ -82,12 +128,22 @@ def train_step(state, buffer, kind_id, *, config, hp, kinds):
     corrected = flags.pop() if len(flags) == 1 else jnp.asarray(
         [bias_correction(k) for k in kinds])[kind_id]
     reward, metrics = rrd_update(reward, config.rrd, corrected, rrd_batch)
-  batch = replay.sample_transitions(buffer, key_batch, config.sac.batch_size)
+  settings = [kind_settings(config, k) for k in kinds]
+  batch, (return_min, return_max) = _sac_batch(buffer, key_batch, kind_id, settings)
   reward_fn = functools.partial(reward.apply_fn, reward.params)
-  candidates = [rewards.transition_rewards(k, batch, buffer.return_min, buffer.return_max,
-                                           reward_fn) for k in kinds]
+  candidates = [rewards.transition_rewards(k, batch, return_min, return_max, reward_fn)
+                for k in kinds]
   batch["reward"] = candidates[0] if len(kinds) == 1 else jnp.stack(candidates)[kind_id]
-  sac_state, sac_metrics = sac.update(state.sac, hp, batch, key_sac)
+  sizes = [s.batch_size for s in settings]
+  weights = None
+  if len(set(sizes)) > 1:
+    own = jnp.asarray(sizes, jnp.float32)[kind_id]
+    weights = (jnp.arange(max(sizes)) < own).astype(jnp.float32) / own
+  fixed = [s.fixed_alpha > 0 for s in settings]
+  sac_state, sac_metrics = sac.update(
+      state.sac, hp, batch, key_sac, weights=weights,
+      polyak=_per_member([s.polyak for s in settings], kind_id, hp.polyak),
+      learn_alpha=_per_member([0.0 if f else 1.0 for f in fixed], kind_id, 1.0))
   metrics.update(sac_metrics, reward_mean=jnp.mean(batch["reward"]))
   return LearnerState(sac=sac_state, reward=reward, rng=rng, updates=state.updates + 1), metrics
 
@@ -111,7 +167,16 @@ def make_train_steps(config, hp, kinds, num_steps):
   return jax.jit(many, donate_argnums=(0,))
 
 
-def create_members(config, hp, observation_size, seeds):
-  """Learner states of a population, one per seed, stacked on a leading member axis."""
+def create_members(config, hp, observation_size, seeds, kinds=None):
+  """Learner states of a population, one per seed, stacked on a leading member axis; `kinds`
+  (one per member) sets a fixed temperature where the kind's settings ask for one."""
   keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 0) for s in seeds])
-  return jax.vmap(lambda key: create(config, hp, observation_size, key))(keys)
+  states = jax.vmap(lambda key: create(config, hp, observation_size, key))(keys)
+  fixed = [kind_settings(config, k).fixed_alpha for k in kinds or ()]
+  if not any(fixed):
+    return states
+  temperature = states.sac.temperature
+  log_alpha = jnp.where(jnp.asarray(fixed) > 0, jnp.log(jnp.maximum(jnp.asarray(fixed), 1e-30)),
+                        temperature.params["log_alpha"])
+  return states.replace(sac=states.sac.replace(
+      temperature=temperature.replace(params={"log_alpha": log_alpha.astype(jnp.float32)})))

@@ -9,11 +9,19 @@ Design (what the reward kinds and RRD need):
   inserted, so rows hold g in [max(0, count - capacity), count). When the ring wraps, the oldest
   episode may be partially overwritten: its remaining transitions still serve SAC (their episode
   fields are intact), but RRD only samples episodes whose every step is still stored.
-- IRCR's normalisation uses the min / max return over all episodes inserted so far (running
-  scalars): the same as over the buffer until it wraps, and O(1) per update.
-Sampling happens inside jit: SAC transitions uniformly over stored rows; RRD episodes with
-probability proportional to their length (a uniformly drawn step's episode, the reference's
-weighting), K steps each without replacement (with replacement when K > T).
+- `limit` (<= the arrays' rows) is the ring's size: a member of a population can keep fewer
+  transitions than the others (IRCR's own replay capacity) with the same array shapes.
+- `return_min` / `return_max` are over the episodes stored in the ring, recomputed on every insert
+  (the reference IRCR recomputes them whenever an episode ends; episodes enter only here).
+- IRCR's heap (RRD_REFERENCE.md): copies of the `heap_slots` highest-return finished episodes,
+  each in a slot of `heap_episode_steps` rows. The host decides which slot a finished episode
+  takes (`heap_slot`: an empty one, else the lowest if the new return is higher) and writes it
+  with `heap_put`. Without an IRCR member the heap is one unused slot of one row (orbax cannot
+  save zero-size arrays).
+Sampling happens inside jit: SAC transitions uniformly over stored rows (IRCR: half of them from
+the heap's transitions, `sample_heap`); RRD episodes with probability proportional to their length
+(a uniformly drawn step's episode, the reference's weighting), K steps each without replacement
+(with replacement when K > T).
 """
 
 import chex
@@ -40,23 +48,46 @@ class ReplayBuffer:
   episode_return: jax.Array  # [N] R
   count: jax.Array  # [] int32 transitions ever inserted
   num_episodes: jax.Array  # [] int32 episodes ever inserted
-  return_min: jax.Array  # [] min R over inserted episodes
-  return_max: jax.Array  # [] max R over inserted episodes
+  return_min: jax.Array  # [] min R over the episodes stored in the ring
+  return_max: jax.Array  # [] max R over the episodes stored in the ring
+  limit: jax.Array  # [] int32 the ring's size (<= capacity, the arrays' rows)
+  heap_observation: jax.Array  # [H * L, O] IRCR's top episodes, slot h in rows [h L, h L + T_h)
+  heap_action: jax.Array  # [H * L, A]
+  heap_next_observation: jax.Array  # [H * L, O]
+  heap_terminal: jax.Array  # [H * L]
+  heap_return: jax.Array  # [H] R of each slot's episode
+  heap_length: jax.Array  # [H] int32 T of each slot's episode; 0 = empty slot
 
   @property
   def capacity(self):
     return self.reward.shape[0]
 
+  @property
+  def heap_slots(self):
+    return self.heap_return.shape[-1]
 
-def create(capacity, observation_size, action_size):
+  @property
+  def heap_episode_steps(self):
+    return self.heap_terminal.shape[-1] // max(self.heap_slots, 1)
+
+
+def create(capacity, observation_size, action_size, limit=None, heap_slots=1,
+           heap_episode_steps=1):
+  """An empty buffer of `capacity` rows whose ring uses the first `limit` (default all), with an
+  IRCR heap of heap_slots x heap_episode_steps rows."""
   f32 = lambda *shape: jnp.zeros(shape, jnp.float32)  # noqa: E731
   i32 = lambda *shape: jnp.zeros(shape, jnp.int32)  # noqa: E731
+  heap = heap_slots * heap_episode_steps
   return ReplayBuffer(
       observation=f32(capacity, observation_size), action=f32(capacity, action_size),
       next_observation=f32(capacity, observation_size), reward=f32(capacity),
       dense_reward=f32(capacity), terminal=f32(capacity), episode_start=i32(capacity),
       episode_length=i32(capacity), episode_return=f32(capacity), count=i32(), num_episodes=i32(),
-      return_min=jnp.asarray(jnp.inf, jnp.float32), return_max=jnp.asarray(-jnp.inf, jnp.float32))
+      return_min=jnp.asarray(jnp.inf, jnp.float32), return_max=jnp.asarray(-jnp.inf, jnp.float32),
+      limit=jnp.asarray(capacity if limit is None else limit, jnp.int32),
+      heap_observation=f32(heap, observation_size), heap_action=f32(heap, action_size),
+      heap_next_observation=f32(heap, observation_size), heap_terminal=f32(heap),
+      heap_return=f32(heap_slots), heap_length=i32(heap_slots))
 
 
 def episodes_to_rows(episodes):
@@ -112,10 +143,12 @@ def insert(buffer, rows):
   valid = rows["valid"]
   num_valid = jnp.sum(valid.astype(jnp.int32))
   global_index = buffer.count + jnp.arange(valid.shape[0], dtype=jnp.int32)
-  kept = valid & (global_index >= buffer.count + num_valid - buffer.capacity)
-  index = jnp.where(kept, global_index % buffer.capacity, buffer.capacity)  # others: dropped
+  kept = valid & (global_index >= buffer.count + num_valid - buffer.limit)
+  index = jnp.where(kept, global_index % buffer.limit, buffer.capacity)  # others: dropped
   put = lambda array, values: array.at[index].set(values, mode="drop")  # noqa: E731
-  returns = rows["episode_return"]
+  returns = put(buffer.episode_return, rows["episode_return"])
+  count = buffer.count + num_valid
+  stored = jnp.arange(buffer.capacity) < jnp.minimum(count, buffer.limit)
   return buffer.replace(
       observation=put(buffer.observation, rows["observation"]),
       action=put(buffer.action, rows["action"]),
@@ -125,15 +158,15 @@ def insert(buffer, rows):
       terminal=put(buffer.terminal, rows["terminal"]),
       episode_start=put(buffer.episode_start, global_index - rows["step_in_episode"]),
       episode_length=put(buffer.episode_length, rows["episode_length"]),
-      episode_return=put(buffer.episode_return, returns),
-      count=buffer.count + num_valid,
+      episode_return=returns,
+      count=count,
       num_episodes=buffer.num_episodes + jnp.sum(valid & (rows["step_in_episode"] == 0)),
-      return_min=jnp.minimum(buffer.return_min, jnp.min(jnp.where(valid, returns, jnp.inf))),
-      return_max=jnp.maximum(buffer.return_max, jnp.max(jnp.where(valid, returns, -jnp.inf))))
+      return_min=jnp.min(jnp.where(stored, returns, jnp.inf)),
+      return_max=jnp.max(jnp.where(stored, returns, -jnp.inf)))
 
 
 def _oldest(buffer):
-  return jnp.maximum(buffer.count - buffer.capacity, 0)
+  return jnp.maximum(buffer.count - buffer.limit, 0)
 
 
 def _rows(buffer, index):
@@ -146,7 +179,73 @@ def sample_transitions(buffer, key, batch_size):
   """A dict of [batch_size, ...] transitions drawn uniformly from the stored rows."""
   oldest = _oldest(buffer)
   global_index = jax.random.randint(key, (batch_size,), oldest, buffer.count)
-  return _rows(buffer, global_index % buffer.capacity)
+  return _rows(buffer, global_index % buffer.limit)
+
+
+def sample_heap(buffer, key, batch_size):
+  """[batch_size] transitions drawn uniformly from the heap's stored transitions (an episode with
+  probability proportional to its length, then a uniform step), as `sample_transitions`' rows
+  (reward / dense_reward 0: IRCR reads only the episode's return); heap_stored() must be > 0."""
+  lengths = buffer.heap_length
+  ends = jnp.cumsum(lengths)
+  draw = jax.random.randint(key, (batch_size,), 0, jnp.maximum(ends[-1], 1))
+  slot = jnp.searchsorted(ends, draw, side="right")
+  row = slot * buffer.heap_episode_steps + draw - (ends - lengths)[slot]
+  zeros = jnp.zeros(batch_size, jnp.float32)
+  return {"observation": buffer.heap_observation[row], "action": buffer.heap_action[row],
+          "next_observation": buffer.heap_next_observation[row], "reward": zeros,
+          "dense_reward": zeros, "terminal": buffer.heap_terminal[row],
+          "episode_length": lengths[slot], "episode_return": buffer.heap_return[slot]}
+
+
+def heap_stored(buffer):
+  """[] int32 transitions in the heap."""
+  return jnp.sum(buffer.heap_length)
+
+
+def heap_return_range(buffer):
+  """(min, max) of the returns over the ring's episodes and the heap's (IRCR's normalisation)."""
+  filled = buffer.heap_length > 0
+  low = jnp.min(jnp.where(filled, buffer.heap_return, jnp.inf), initial=jnp.inf)
+  high = jnp.max(jnp.where(filled, buffer.heap_return, -jnp.inf), initial=-jnp.inf)
+  return jnp.minimum(buffer.return_min, low), jnp.maximum(buffer.return_max, high)
+
+
+def heap_slot(heap_returns, heap_lengths, episode_return):
+  """Host side, the reference's rule: the slot a finished episode takes in the heap (an empty
+  slot, else the lowest-return one if this return is higher), or None."""
+  empty = np.flatnonzero(np.asarray(heap_lengths) == 0)
+  if len(empty):
+    return int(empty[0])
+  lowest = int(np.argmin(heap_returns))
+  return lowest if episode_return > heap_returns[lowest] else None
+
+
+def heap_rows(episode, heap_episode_steps):
+  """Host side: one finished episode as a heap slot's padded rows."""
+  pad = lambda x: np.concatenate([x, np.zeros((heap_episode_steps - len(x),) + x.shape[1:],  # noqa: E731
+                                               x.dtype)])
+  return {"observation": pad(episode.observation), "action": pad(episode.action),
+          "next_observation": pad(episode.next_observation), "terminal": pad(episode.terminal),
+          "episode_return": np.float32(episode.episode_return),
+          "episode_length": np.int32(len(episode))}
+
+
+def heap_put(buffers, member, slot, rows):
+  """Writes a heap slot's rows (`heap_rows`) into member `member` of member-stacked buffers."""
+  start = slot * buffers.heap_episode_steps
+
+  def write(array, values):
+    values = jnp.asarray(values, array.dtype)[None]
+    return jax.lax.dynamic_update_slice(array, values, (member, start) + (0,) * (values.ndim - 2))
+
+  return buffers.replace(
+      heap_observation=write(buffers.heap_observation, rows["observation"]),
+      heap_action=write(buffers.heap_action, rows["action"]),
+      heap_next_observation=write(buffers.heap_next_observation, rows["next_observation"]),
+      heap_terminal=write(buffers.heap_terminal, rows["terminal"]),
+      heap_return=buffers.heap_return.at[member, slot].set(rows["episode_return"]),
+      heap_length=buffers.heap_length.at[member, slot].set(rows["episode_length"]))
 
 
 def sample_episodes(buffer, key, num_episodes, sample_size, max_episode_length):
@@ -156,16 +255,16 @@ def sample_episodes(buffer, key, num_episodes, sample_size, max_episode_length):
   key_episode, key_steps = jax.random.split(key)
   oldest = _oldest(buffer)
   # The first episode whose every step is still stored starts at `first_whole`.
-  oldest_row = oldest % buffer.capacity
+  oldest_row = oldest % buffer.limit
   oldest_start = buffer.episode_start[oldest_row]
   first_whole = jnp.where(oldest_start >= oldest, oldest,
                           oldest_start + buffer.episode_length[oldest_row])
   step = jax.random.randint(key_episode, (num_episodes,), first_whole, buffer.count)
-  row = step % buffer.capacity
+  row = step % buffer.limit
   start, length = buffer.episode_start[row], buffer.episode_length[row]  # [B]
   offsets = sampling.sample_step_indices_in_jit(key_steps, length, sample_size,
                                                 max_episode_length)  # [B, K]
-  index = (start[:, None] + offsets) % buffer.capacity
+  index = (start[:, None] + offsets) % buffer.limit
   batch = {k: getattr(buffer, k)[index] for k in ("observation", "action", "next_observation")}
   batch.update(episode_return=buffer.episode_return[row], episode_length=length)
   chex.assert_shape(batch["observation"], (num_episodes, sample_size, None))

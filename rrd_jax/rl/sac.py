@@ -11,6 +11,9 @@
     alpha   -mean_B log_alpha (log pi(a|s) + target_entropy)   (log pi held fixed)
     targets polyak * target + (1 - polyak) * critic
   alpha = exp(log_alpha) as it was at the start of the update, for all three losses.
+  With `weights` (a population whose members use different batch sizes: rows past a member's own
+  size weigh 0) every mean_B is the weighted sum; `polyak` and `learn_alpha` may be traced
+  per-member values (IRCR's own settings) instead of hp's.
 """
 
 import dataclasses
@@ -155,15 +158,24 @@ def critic_target(state, hp, batch, key):
   return batch["reward"] + hp.gamma * (1.0 - batch["terminal"]) * soft_value
 
 
-def update(state, hp, batch, key):
-  """One SAC update on batch {observation, action, reward, next_observation, terminal}."""
+def _batch_mean(weights):
+  """mean over the batch (last) axis, or the weighted sum with `weights` [B]."""
+  if weights is None:
+    return lambda x, axis=-1: jnp.mean(x, axis=axis)
+  return lambda x, axis=-1: jnp.sum(x * weights, axis=axis)
+
+
+def update(state, hp, batch, key, weights=None, polyak=None, learn_alpha=None):
+  """One SAC update on batch {observation, action, reward, next_observation, terminal}; weights,
+  polyak, learn_alpha: per-member overrides (module docstring)."""
   key_target, key_actor = jax.random.split(key)
   alpha = state.alpha
+  batch_mean = _batch_mean(weights)
   target = jax.lax.stop_gradient(critic_target(state, hp, batch, key_target))
 
   def critic_loss_fn(params):
     q = state.critic.apply_fn(params, batch["observation"], batch["action"])  # [C, B]
-    return jnp.sum(jnp.mean(jnp.square(q - target[None]), axis=1)), q
+    return jnp.sum(batch_mean(jnp.square(q - target[None]), axis=1)), q
 
   (critic_loss, q), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
       state.critic.params)
@@ -173,7 +185,7 @@ def update(state, hp, batch, key):
     mean, log_std = state.actor.apply_fn(params, batch["observation"])
     action, log_prob = tanh_gaussian_sample(mean, log_std, key_actor)
     q_new = jnp.min(critic.apply_fn(critic.params, batch["observation"], action), axis=0)
-    return jnp.mean(alpha * log_prob - q_new), log_prob
+    return batch_mean(alpha * log_prob - q_new), log_prob
 
   (actor_loss, log_prob), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
       state.actor.params)
@@ -182,13 +194,17 @@ def update(state, hp, batch, key):
   entropy_gap = jax.lax.stop_gradient(log_prob + hp.target_entropy)
 
   def alpha_loss_fn(params):
-    return -jnp.mean(params["log_alpha"] * entropy_gap)
+    return -batch_mean(params["log_alpha"] * entropy_gap)
 
   alpha_loss, alpha_grads = jax.value_and_grad(alpha_loss_fn)(state.temperature.params)
+  if learn_alpha is not None:  # a fixed temperature: no gradient, so Adam leaves it unchanged
+    alpha_grads = jax.tree.map(lambda g: g * learn_alpha, alpha_grads)
   temperature = state.temperature.apply_gradients(grads=alpha_grads)
-  target_critic_params = optax.incremental_update(critic.params, state.target_critic_params,
-                                                  step_size=1.0 - hp.polyak)
+  target_critic_params = optax.incremental_update(
+      critic.params, state.target_critic_params,
+      step_size=1.0 - (hp.polyak if polyak is None else polyak))
+  q_mean = jnp.mean(q) if weights is None else jnp.mean(batch_mean(q))
   metrics = {"critic_loss": critic_loss, "actor_loss": actor_loss, "alpha_loss": alpha_loss,
-             "alpha": alpha, "q_mean": jnp.mean(q), "entropy": -jnp.mean(log_prob)}
+             "alpha": alpha, "q_mean": q_mean, "entropy": -batch_mean(log_prob)}
   return SACState(actor=actor, critic=critic, target_critic_params=target_critic_params,
                   temperature=temperature), metrics
