@@ -48,6 +48,18 @@ CONFIGS = {
                                     "optim.schedule": "cosine"},
     "mlp, block_in_state, weight_decay=1.0": {"variant": "mlp", "block_in_state": True,
                                               "optim.weight_decay": 1.0},
+    "mlp, block_in_state, 32 episodes, lr=1e-3": {"variant": "mlp", "block_in_state": True,
+                                                  "rrd.episodes_per_batch": 32,
+                                                  "optim.learning_rate": 1e-3},
+    # K close to T leaves RRD little within-episode signal: with the block's position in the
+    # state the model can fit R/T per episode from it alone. A smaller K at the same batch size:
+    "mlp, block_in_state, 32 episodes x K=8": {"variant": "mlp", "block_in_state": True,
+                                               "rrd.episodes_per_batch": 32, "rrd.sample_size": 8},
+    "mlp, block_in_state, 64 episodes x K=4": {"variant": "mlp", "block_in_state": True,
+                                               "rrd.episodes_per_batch": 64, "rrd.sample_size": 4},
+    "mlp, block_in_state, 32 episodes, lr=1e-3, normalize": {
+        "variant": "mlp", "block_in_state": True, "rrd.episodes_per_batch": 32,
+        "optim.learning_rate": 1e-3, "model.normalize_inputs": True},
 }
 DEFAULT_CONFIGS = ("pixel, augment=none", "pixel, augment=shift")
 
