@@ -54,7 +54,9 @@ def make_batch(episodes, steps, image_size, seed=0):
 
 def jax_setup(image_size, dtype="float32"):
   """(config, model, input keys, TrainState, jitted train step, mesh) for the default config."""
-  config = config_utils.load_config(overrides={"data.image_size": image_size, "model.dtype": dtype})
+  # Plain Adam as in the PyTorch port (the default config's weight decay would make it AdamW).
+  config = config_utils.load_config(overrides={"data.image_size": image_size, "model.dtype": dtype,
+                                               "optim.weight_decay": 0.0})
   model = models.build_model(config.model)
   input_keys = ModelInputs.from_config(config).keys
   state = step_lib.create_train_state(config, 1, 8, 7, rng=jax.random.PRNGKey(0))

@@ -6,6 +6,8 @@ Each benchmark is a module with `run(quick: bool) -> dict`, imported only when i
 cannot be imported is reported as {"skipped": "module not available"}, one that fails as
 {"error": "..."}. --quick shrinks every benchmark (and skips `scaling`) to finish in minutes on a
 2-core CPU. The PyTorch-side benchmarks need `pip install -r benchmarks/requirements.txt`.
+`accelerator` (benchmarks/accelerator.py: one GPU in <= 8 minutes) also reports its figures as they
+come, so with --out an interrupted run still leaves them in RESULT.json.
 """
 
 import argparse
@@ -48,6 +50,12 @@ def _module(name):
   return lambda quick: importlib.import_module(f"benchmarks.{name}").run(quick)
 
 
+def _reporting_module(name):
+  """A benchmark whose run(quick, on_partial) hands over its figures so far after each part."""
+  return lambda quick, on_partial=None: importlib.import_module(f"benchmarks.{name}").run(
+      quick, on_partial=on_partial)
+
+
 BENCHMARKS = {
     "reward_step": _module("reward_step"),
     "pipeline": _module("pipeline"),
@@ -57,8 +65,10 @@ BENCHMARKS = {
     "scaling": _scaling,
     "device_cache": _module("device_cache"),
     "sac": _module("sac"),
+    "accelerator": _reporting_module("accelerator"),
 }
 OPTIONAL = ("device_cache", "sac")  # written separately; skipped when not importable
+REPORTING = ("accelerator",)  # take on_partial
 
 
 def machine_info():
@@ -89,7 +99,7 @@ def machine_info():
   return info
 
 
-def run_one(name, quick):
+def run_one(name, quick, on_partial=None):
   if name in OPTIONAL:
     try:
       importlib.import_module(f"benchmarks.{name}")
@@ -97,7 +107,10 @@ def run_one(name, quick):
       return {"skipped": "module not available"}
   start = time.perf_counter()
   try:
-    result = BENCHMARKS[name](quick)
+    if name in REPORTING:
+      result = BENCHMARKS[name](quick, on_partial=on_partial)
+    else:
+      result = BENCHMARKS[name](quick)
   except Exception as e:  # pylint: disable=broad-except  (one failure must not lose the others)
     traceback.print_exc()
     return {"error": f"{type(e).__name__}: {e}"}
@@ -143,10 +156,15 @@ def main():
   unknown = sorted(set(names) - set(BENCHMARKS))
   if unknown:
     parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+  if "accelerator" in names:  # it trains in child processes on the same GPU: no preallocation
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   results = {"machine": machine_info()}
   for name in names:
     print(f"[benchmarks] {name} ...", file=sys.stderr, flush=True)
-    results[name] = run_one(name, args.quick)
+    partial = None
+    if args.out:  # a reporting benchmark's figures so far, written as they come
+      partial = lambda figures, name=name: write(dict(results, **{name: figures}), args.out)
+    results[name] = run_one(name, args.quick, partial)
     if args.out:  # partial results survive an interrupted run
       write(results, args.out)
   print(table(results))

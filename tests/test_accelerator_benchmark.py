@@ -1,0 +1,262 @@
+"""benchmarks/accelerator.py's pieces (the whole benchmark is not a test): the shapes and batches it
+builds, its JSON from small internal functions, its robustness (a failing part, the time budget),
+the seed commands it runs, and the PyTorch port's equivalence at its new throughput shape."""
+
+import dataclasses
+import json
+import os
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from benchmarks import accelerator, reward_step, run as bench_run
+from rrd_jax import parallel
+
+THROUGHPUT = ("throughput_32x32_128px", 32, 32, 128)
+
+
+def test_full_plan_shapes_and_dataset_size():
+  plan = accelerator.FULL
+  assert plan.step_shapes == (("seed_1x32_256px", 1, 32, 256), THROUGHPUT)
+  assert [s[:4] for s in plan.stream_shapes] == list(plan.step_shapes)
+  assert plan.cache_batch == (32, 32) and plan.cache_image_size == 128
+  # LIBERO-10: 379 episodes, 101,469 frames; uniform lengths give the same mean (267.7).
+  assert plan.cache_episodes == 379
+  expected_frames = plan.cache_episodes * sum(plan.cache_lengths) / 2
+  assert abs(expected_frames - 101_469) / 101_469 < 0.01
+  assert (plan.seed_epochs * plan.seed_cycles, plan.seed_image_size) == (500, 256)
+  assert plan.budget_s <= 8 * 60 - 20 and accelerator.QUICK.budget_s <= 3 * 60 - 5
+  for name, episodes, steps, size in accelerator.QUICK.step_shapes:
+    assert episodes * steps <= 32 and size == 64, name
+  assert accelerator.QUICK.cache_batch[0] % jax.device_count() == 0
+
+
+def test_device_batches_have_the_benchmark_shapes_and_dtypes():
+  _, episodes, steps, size = THROUGHPUT
+  batch = reward_step.make_batch(episodes, steps, size, seed=1)
+  mesh = parallel.make_mesh(1)
+  device_batch = accelerator.jax_device_batch(batch, ["image", "state", "next_state", "action"],
+                                              mesh)
+  shapes = {k: (v.shape, str(v.dtype)) for k, v in device_batch.items()}
+  assert shapes == {"image": ((32, 32, 128, 128, 3), "uint8"),
+                    "state": ((32, 32, 8), "float32"), "next_state": ((32, 32, 8), "float32"),
+                    "action": ((32, 32, 7), "float32"), "true_reward": ((32, 32), "float32"),
+                    "episode_return": ((32,), "float32"), "episode_length": ((32,), "int32")}
+  assert all(isinstance(v, jax.Array) for v in device_batch.values())
+  np.testing.assert_array_equal(np.asarray(device_batch["image"]), batch["image"])
+
+
+def test_torch_batch_is_on_the_device_with_the_ports_dtypes():
+  torch = pytest.importorskip("torch")
+  batch = reward_step.make_batch(2, 4, 44, seed=1)
+  tensors = accelerator.torch_device_batch(batch, torch.device("cpu"))
+  assert tensors["image"].shape == (2, 4, 44, 44, 3) and tensors["image"].dtype == torch.uint8
+  assert tensors["episode_length"].dtype == torch.float32
+  assert {t.device.type for t in tensors.values()} == {"cpu"}
+
+
+def test_step_figures_speedups_and_missing_variants():
+  rates = {"jax_float32": 30.0, "jax_bfloat16": 60.0, "torch_eager": 10.0, "torch_compile": 20.0}
+  figures = accelerator.step_figures(rates, frames_per_step=1024)
+  assert figures["speedup_vs_eager"] == {"float32": 3.0, "bfloat16": 6.0}
+  assert figures["speedup_vs_compile"] == {"float32": 1.5, "bfloat16": 3.0}
+  assert figures["frames_per_s"]["torch_eager"] == 10_240
+  figures = accelerator.step_figures({"jax_float32": 30.0}, frames_per_step=32)
+  assert figures["steps_per_s"]["torch_compile"] is None
+  assert figures["speedup_vs_eager"] == {"float32": None, "bfloat16": None}
+  assert figures["frames_per_s"]["jax_bfloat16"] is None
+
+
+def test_step_shape_json_with_the_torch_sides_skipped(monkeypatch):
+  """The JSON of one shape, the JAX runners replaced by stand-ins (the real one is run below)."""
+  built = []
+
+  def fake_jax_runner(batch, image_size, dtype):
+    built.append((batch["image"].shape, image_size, dtype))
+    return accelerator.Runner(lambda: time.sleep(0.001), lambda: None), None, {"params": {}}
+
+  monkeypatch.setattr(accelerator, "jax_runner", fake_jax_runner)
+  plan = dataclasses.replace(accelerator.QUICK, step_block_s=0.01, step_blocks=2)
+  out, saves = {}, []
+  accelerator.step_shape(2, 4, 44, plan, {"skipped": "torch not installed"}, out,
+                         lambda: saves.append(1))
+  assert built == [((2, 4, 44, 44, 3), 44, "float32"), ((2, 4, 44, 44, 3), 44, "bfloat16")]
+  assert saves
+  assert (out["episodes"], out["steps_per_episode"], out["frames_per_step"]) == (2, 4, 8)
+  for variant in ("jax_float32", "jax_bfloat16"):
+    assert out[variant]["first_call_s"] > 0 and out[variant]["steps_per_block"] >= 1
+    assert 0 < out["steps_per_s"][variant] < 1000
+  assert out["torch_eager"] == out["torch_compile"] == {"skipped": "torch not installed"}
+  assert out["speedup_vs_eager"] == {"float32": None, "bfloat16": None}
+  assert out["blocks"] == 2 and "equivalence" not in out
+  json.dumps(out)
+
+
+def test_a_variant_that_fails_to_build_is_recorded(monkeypatch):
+  def failing(batch, image_size, dtype):
+    raise RuntimeError(f"no {dtype} here")
+
+  monkeypatch.setattr(accelerator, "jax_runner", failing)
+  out = {}
+  runners, model, params = accelerator.step_runners(
+      reward_step.make_batch(1, 2, 44), 44, {"version": "x"}, out)
+  assert runners == {} and model is None and params is None
+  assert out["jax_bfloat16"] == {"error": "RuntimeError: no bfloat16 here"}
+  assert "jax_float32 failed" in out["torch_eager"]["skipped"]
+
+
+def test_jax_and_torch_eager_runners_step():
+  pytest.importorskip("torch")
+  batch = reward_step.make_batch(2, 4, 44, seed=2)
+  jax_runner, model, params = accelerator.jax_runner(batch, 44, "float32")
+  assert model is not None and set(params["params"]) >= {"image_trunk", "Dense_0"}
+  torch_runner = accelerator.torch_runner(batch, 44, params, compiled=False)
+  for runner in (jax_runner, torch_runner):
+    runner.calibrate(0.01)
+    assert runner.first_call_s > 0 and runner.steps_per_block >= 1 and runner.block_rate() > 0
+
+
+def test_pytorch_port_is_equivalent_at_the_throughput_shape():
+  """Float32 loss within 1e-4 and every gradient within reward_step.GRAD_TOLERANCE (5e-3)
+  relative, at 32 episodes x 32 steps at 128^2."""
+  pytest.importorskip("torch")
+  _, episodes, steps, size = THROUGHPUT
+  batch = reward_step.make_batch(episodes, steps, size, seed=1)
+  _, model, _, state, _, _ = reward_step.jax_setup(size)
+  check = accelerator.equivalence(batch, size, model, jax.device_get(state.params))
+  assert check["equal"], check
+  assert check["loss_rel_error"] < 1e-4
+  assert check["max_grad_rel_error"] < reward_step.GRAD_TOLERANCE == check["grad_tolerance"]
+
+
+def test_a_failing_part_is_recorded_and_the_others_still_run(monkeypatch):
+  def fill(name):
+    def part(out):
+      if name == "device_cache":
+        out["dataset"] = {"frames": 10}
+        raise RuntimeError("out of memory")
+      out["figure"] = 1.0
+    return part
+
+  monkeypatch.setattr(accelerator, "part_function", lambda name, *_: fill(name))
+  monkeypatch.setattr(accelerator, "has_module", lambda name: True)
+  monkeypatch.setattr(accelerator, "release_memory", lambda: None)
+  snapshots = []
+  plan = dataclasses.replace(accelerator.QUICK, generate_in_background=False)
+  result = accelerator.run(on_partial=lambda r: snapshots.append(json.loads(json.dumps(r))),
+                           plan=plan)
+  assert result["device_cache"]["error"] == "RuntimeError: out of memory"
+  assert result["device_cache"]["dataset"] == {"frames": 10}  # what it had is kept
+  for name in ("step", "stream", "seed_command"):
+    assert result[name]["figure"] == 1.0 and result[name]["part_s"] >= 0
+  assert len(snapshots) >= 5  # after every part, and at the end
+  assert "step" in snapshots[0] and "stream" not in snapshots[0]
+  assert result["summary"]["device_cache.error"] == "RuntimeError: out of memory"
+  assert set(result["goals"]) >= {"step_float32_vs_eager", "device_cache_fraction_of_ceiling",
+                                  "stream_data_wait_fraction"}
+
+
+def test_parts_past_the_budget_or_without_tensorflow_are_skipped(monkeypatch):
+  monkeypatch.setattr(accelerator, "has_module", lambda name: name != "tensorflow")
+  monkeypatch.setattr(accelerator, "release_memory", lambda: None)
+  result = accelerator.run(plan=dataclasses.replace(accelerator.QUICK, budget_s=-1.0))
+  assert "budget" in result["step"]["skipped"]
+  for name in ("device_cache", "stream", "seed_command"):
+    assert result[name] == {"skipped": "tensorflow / tensorflow_datasets not installed"}
+
+
+def test_goals_and_summary():
+  plan = accelerator.FULL
+  result = {"step": {"throughput_32x32_128px": {
+      "steps_per_s": {"jax_float32": 40.0}, "speedup_vs_eager": {"float32": 3.2, "bfloat16": None},
+      "speedup_vs_compile": {"float32": 1.2, "bfloat16": 2.0}}},
+            "device_cache": {"fraction_of_ceiling": 0.95, "frames_per_device": [5, 6],
+                             "dataset": {"generation_s": 80.0}},
+            "stream": {"seed_1x32_256px": {"training_data_wait_fraction": 0.25}},
+            "seed_command": {"streaming": {"wall_s": 70.0, "data_stats": {"build_seconds": 0.0}}}}
+  goals = accelerator.goals(result, plan)
+  assert goals["step_float32_vs_eager"] == {"value": 3.2, "goal": ">= 3.0", "met": True}
+  assert goals["step_float32_vs_compile"]["met"] is False
+  assert goals["step_bfloat16_vs_eager"]["met"] is None  # not measured
+  assert goals["device_cache_fraction_of_ceiling"]["met"] is True
+  assert goals["stream_data_wait_fraction"] == {"value": 0.25, "goal": "<= 0.1", "met": False}
+  summary = accelerator.summary(result)
+  assert summary["step.throughput_32x32_128px.speedup_vs_eager.float32"] == 3.2
+  assert summary["device_cache.fraction_of_ceiling"] == 0.95
+  assert summary["device_cache.dataset.generation_s"] == 80.0
+  assert summary["seed_command.streaming.wall_s"] == 70.0
+  assert not any("data_stats" in k or "frames_per_device" in k for k in summary)
+
+
+def test_seed_commands_are_the_legacy_command_and_its_cached_equivalent(tmp_path):
+  runs = accelerator.seed_commands("/data/libero_10/1.0.0", accelerator.FULL, str(tmp_path))
+  legacy_args, cwd, workdir = runs["streaming"]
+  assert legacy_args[:2] == ["-m", "rrd_jax.legacy"] and "--cuda" in legacy_args
+  flags = {a: legacy_args[i + 1] for i, a in enumerate(legacy_args)
+           if a.startswith("--") and a != "--cuda"}
+  assert flags["--libero_dataset_path"] == "/data/libero_10/1.0.0"
+  assert (flags["--libero_image_size"], flags["--epochs"], flags["--cycles"]) == ("256", "10", "50")
+  assert (flags["--rrd_batch_size"], flags["--rrd_sample_size"]) == ("32", "32")
+  assert workdir == os.path.join(cwd, "log", accelerator.SEED_TAG)
+  train_args, cwd, workdir = runs["device_cached"]
+  assert train_args[:2] == ["-m", "rrd_jax.train"] and "--config.data.cache=device" in train_args
+  for override in ("--config.train.num_steps=500", "--config.rrd.episodes_per_batch=1",
+                   "--config.data.image_size=256", "--config.rrd.loss_form=return",
+                   "--config.data.dataset_dir=/data/libero_10/1.0.0"):
+    assert override in train_args
+  assert train_args[train_args.index("--workdir") + 1] == workdir
+
+
+def test_run_metrics_reads_a_runs_files(tmp_path):
+  rows = [{"step": 50, "train/steps_per_s": 1.0, "train/data_wait_fraction": 0.9},
+          {"step": 100, "train/steps_per_s": 30.0, "train/data_wait_fraction": 0.2},
+          {"step": 100, "eval/loss": 0.1},
+          {"step": 150, "train/steps_per_s": 50.0, "train/data_wait_fraction": 0.4}]
+  (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  (tmp_path / "data_stats.json").write_text(json.dumps({"cache": "device", "devices": 1}))
+  metrics = accelerator.run_metrics(str(tmp_path))
+  assert metrics["train_steps_per_s"] == 40.0  # the first interval (compilation) left out
+  assert metrics["train_data_wait_fraction"] == pytest.approx(0.3)
+  assert metrics["last_step"] == 150 and metrics["data_stats"]["cache"] == "device"
+
+
+def test_background_generation_gives_the_same_dataset(tmp_path):
+  root = str(tmp_path)
+  child = accelerator.start_generation(4, (5, 8), 32, root)
+  facts = accelerator.dataset({"children": {"cache": child}}, "cache", 4, (5, 8), 32, 120, root)
+  assert facts["generated"] and facts["generated_in_background"]
+  assert os.path.exists(os.path.join(facts["dir"], "dataset_info.json"))
+  again = accelerator.dataset({}, "cache", 4, (5, 8), 32, 120, root)
+  assert again["dir"] == facts["dir"] and not again["generated"]
+
+
+def test_run_py_registers_the_benchmark_and_passes_partial_results(monkeypatch):
+  assert "accelerator" in bench_run.BENCHMARKS
+
+  def fake_run(quick, on_partial=None):
+    on_partial({"step": {"quick": quick}})
+    return {"step": {"quick": quick}, "done": True}
+
+  monkeypatch.setattr(accelerator, "run", fake_run)
+  partials = []
+  result = bench_run.run_one("accelerator", True, partials.append)
+  assert partials == [{"step": {"quick": True}}]
+  assert result["done"] and "wall_s" in result
+
+
+def test_a_variant_that_fails_while_timed_is_dropped_and_the_others_are_timed():
+  calls = {"n": 0}
+
+  def flaky():
+    calls["n"] += 1
+    if calls["n"] > 6:  # past the first call and the calibration
+      raise RuntimeError("CUDA out of memory")
+
+  runners = {"jax_float32": accelerator.Runner(lambda: None, lambda: None),
+             "torch_compile": accelerator.Runner(flaky, lambda: None)}
+  failures = {}
+  rates = accelerator.interleaved_rates(runners, 3, 0.001, failures)
+  assert failures == {"torch_compile": "RuntimeError: CUDA out of memory"}
+  assert set(rates) == {"jax_float32"} and rates["jax_float32"] > 0
