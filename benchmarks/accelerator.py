@@ -29,6 +29,14 @@ covers records {"skipped": ...}:
       generation seconds and the generator's frames/s, cache_build_s, cache_steps_per_s against
       ceiling_steps_per_s (the same scanned update on one fixed device-resident batch) and
       fraction_of_ceiling, measured as benchmarks/device_cache.py does (no augmentation).
+      frames_source says where the frames came from: "rlds" (the generated dataset, as above), or
+      without tensorflow "rendered in memory (no tensorflow)": the same generator's numpy code
+      (rrd_jax/data/embedded.py generate_episode, loaded without its tfds parts) renders the same
+      episodes (no JPEG round trip) in spawned processes (dataset.generation_s and
+      generator_frames_per_s are then the rendering's), and the real cache.DeviceCache places
+      them on the devices through a stand-in loader (RenderedLoader; cache.py imported with a
+      placeholder for rrd_jax.data.pipeline): same shard plan, padding, sampling law and step.
+      cache_build_s is then the concatenation, padding and transfer, with no decoding.
   (c) stream: data.cache=none through tf.data with all the host's cores: delivered frames/s (the
       dataset alone), consumed frames/s (the step alone) and, training from the stream as train.py
       does, frames/s and the data-wait fraction; at the seed shape (on LIBERO-length episodes
@@ -38,15 +46,17 @@ covers records {"skipped": ...}:
       cache flag, so the device-cached run is its equivalent `python -m rrd_jax.train` command
       (legacy.translate's overrides) plus --config.data.cache=device. --quick: 10 updates at 64^2.
 
-Parts b-d need tensorflow and tensorflow_datasets and record {"skipped": ...} without them; part
-a needs neither (jax, flax, optax, chex, ml_collections and torch). Without torch the torch sides
-record {"skipped": "torch not installed"}.
+Parts c and d need tensorflow and tensorflow_datasets and record {"skipped": ...} without them;
+parts a and b need neither (jax, flax, optax, chex, ml_collections; torch for a's torch sides,
+which record {"skipped": "torch not installed"} without it).
 
 On a GPU machine, from the repository root, one line (CUDA builds as in
 benchmarks/requirements.txt; the JSON and the log land in $OUT):
   pip install -r requirements.txt pillow==13.0.0 "jax[cuda12]==0.10.2" && pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126 && PYTHONUNBUFFERED=1 python -m benchmarks.accelerator --out "$OUT/accelerator.json" 2>&1 | tee "$OUT/accelerator.log"
 """
 
+import ast
+import contextlib
 import dataclasses
 import gc
 import importlib.util
@@ -58,6 +68,7 @@ import sys
 import tempfile
 import time
 import traceback
+import types
 
 # Part d trains in child processes on the same GPU: this process must not hold 75% of its memory.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -451,6 +462,7 @@ def dataset(context, key, episodes, lengths, image_size, timeout, root=BENCH_DIR
 
 
 def cache_config(version_dir, plan):
+  """Part b's config: version_dir "" for frames rendered in memory (no dataset is opened)."""
   from rrd_jax import config_utils  # pylint: disable=import-outside-toplevel
   episodes, steps = plan.cache_batch
   return config_utils.load_config(overrides={
@@ -459,20 +471,192 @@ def cache_config(version_dir, plan):
       "data.eval_fraction": 0.0, "data.cache": "device"})
 
 
-def build_cache(config, out, save):
-  """(training data, DeviceCache, mesh): indexes part b's dataset, decodes it onto the devices."""
+def tensorflow_available():
+  return has_module("tensorflow") and has_module("tensorflow_datasets")
+
+
+TENSORFLOW_MODULES = ("tensorflow", "tensorflow_datasets")
+
+
+def cache_module():
+  """rrd_jax.data.cache, also without tensorflow.
+
+  cache.py imports rrd_jax.data.pipeline, which imports tensorflow at module level; cache.py
+  itself uses `pipeline` in one place only, _decode (pipeline.episode_step_batches). Without
+  tensorflow, cache.py is imported with a placeholder module standing in for
+  rrd_jax.data.pipeline while the import runs (removed from sys.modules afterwards, so any other
+  import of the real pipeline still fails as it should); every name read from the placeholder
+  raises. The rendered-frames path (RenderedLoader) swaps cache.pipeline for its own
+  episode_step_batches while it builds the DeviceCache (cache_pipeline)."""
+  name, pipeline_name = "rrd_jax.data.cache", "rrd_jax.data.pipeline"
+  try:
+    return importlib.import_module(name)
+  except ImportError as e:
+    if e.name not in TENSORFLOW_MODULES:
+      raise
+  placeholder = types.ModuleType(pipeline_name, "Placeholder of benchmarks/accelerator.py: "
+                                 "rrd_jax.data.pipeline needs tensorflow, which is missing.")
+
+  def missing(attribute):
+    raise AttributeError(f"{pipeline_name}.{attribute} is unavailable: tensorflow is not "
+                         "installed (a placeholder of benchmarks/accelerator.py stands in)")
+
+  placeholder.__getattr__ = missing
+  sys.modules[pipeline_name] = placeholder
+  try:
+    return importlib.import_module(name)
+  finally:
+    if sys.modules.get(pipeline_name) is placeholder:
+      del sys.modules[pipeline_name]
+
+
+EMBEDDED_WITHOUT_TFDS = "rrd_jax.data.embedded_without_tfds"
+
+
+def embedded_generator():
+  """rrd_jax/data/embedded.py's episode generator (EmbeddedParams, generate_episode, render).
+
+  With tensorflow_datasets: that module. Without it (embedded.py imports tensorflow_datasets at
+  module level, for its tfds builder): embedded.py's own source, parsed and executed without the
+  top-level statements that name tfds (the `import tensorflow_datasets as tfds` line and the
+  RrdSyntheticLibero builder class); functions are all kept (those that use tfds, such as
+  libero_features and build_embedded_dataset, are never called here). The episodes are therefore
+  the generator's own numpy code, not a copy of it, as a module named EMBEDDED_WITHOUT_TFDS."""
+  if EMBEDDED_WITHOUT_TFDS in sys.modules:
+    return sys.modules[EMBEDDED_WITHOUT_TFDS]
+  try:
+    return importlib.import_module("rrd_jax.data.embedded")
+  except ImportError as e:
+    if e.name not in TENSORFLOW_MODULES:
+      raise
+  path = importlib.util.find_spec("rrd_jax.data.embedded").origin
+  with open(path, encoding="utf-8") as f:
+    source = f.read()
+  tree = ast.parse(source, path)
+  tree.body = [node for node in tree.body if isinstance(node, ast.FunctionDef)
+               or "tfds" not in ast.get_source_segment(source, node)]
+  module = types.ModuleType(EMBEDDED_WITHOUT_TFDS, ast.get_docstring(tree))
+  module.__file__ = path
+  sys.modules[EMBEDDED_WITHOUT_TFDS] = module  # dataclasses may look its module up
+  try:
+    exec(compile(tree, path, "exec"), module.__dict__)  # pylint: disable=exec-used
+  except BaseException:
+    del sys.modules[EMBEDDED_WITHOUT_TFDS]
+    raise
+  return module
+
+
+RENDERED = "rendered in memory (no tensorflow)"
+RENDER_CHUNK_EPISODES = 4  # episodes per task of the rendering processes
+RENDER_FRAMES_PER_PROCESS = 5000  # fewer expected frames than this per process: fewer processes
+
+
+def render_chunk(args):
+  """Episodes [first, last) of the embedded "touch" dataset of part b's sizes (the same
+  EmbeddedParams as generate_dataset: seed 0, main + wrist at image_size), as numpy arrays: what
+  the RLDS dataset stores, before its JPEG encoding. Runs in the rendering processes."""
+  first, last, num_episodes, lengths, image_size = args
+  embedded = embedded_generator()
+  params = embedded.EmbeddedParams(num_episodes=num_episodes, min_length=lengths[0],
+                                   max_length=lengths[1], image_size=image_size)
+  out = []
+  for index in range(first, last):
+    steps = embedded.generate_episode(params, index)["steps"]
+    observation = steps["observation"]
+    out.append({"state": np.asarray(observation["state"], np.float32),
+                "action": np.asarray(steps["action"], np.float32),
+                "reward": np.asarray(steps["reward"], np.float32),
+                "image": observation["image"], "wrist_image": observation["wrist_image"],
+                "instruction": steps["language_instruction"][0]})
+  return out
+
+
+def render_processes(expected_frames):
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  return int(max(1, min(cores or 1, expected_frames // RENDER_FRAMES_PER_PROCESS)))
+
+
+def render_episodes(episodes, lengths, image_size, processes=1):
+  """[episode dict] of render_chunk, in episode order; rendered by `processes` spawned processes
+  (spawned, not forked: this process has JAX and its accelerator runtime started)."""
+  chunks = [(first, min(first + RENDER_CHUNK_EPISODES, episodes), episodes, tuple(lengths),
+             image_size) for first in range(0, episodes, RENDER_CHUNK_EPISODES)]
+  if processes <= 1:
+    return [episode for chunk in chunks for episode in render_chunk(chunk)]
+  import concurrent.futures  # pylint: disable=import-outside-toplevel
+  import multiprocessing  # pylint: disable=import-outside-toplevel
+  with concurrent.futures.ProcessPoolExecutor(
+      processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+    return [episode for result in pool.map(render_chunk, chunks) for episode in result]
+
+
+UNKNOWN_INSTRUCTION = "<unk>"  # rrd_jax/data/source.py's (which imports tensorflow)
+
+
+class RenderedLoader:
+  """Episodes rendered in memory, behind the part of pipeline.EpisodeLoader's interface that
+  cache.shard_plan, cache.shard_bytes and cache.DeviceCache read: index.lengths, inputs, targets
+  (returns.episode_targets of config.returns' kind), instruction_ids (source.py's vocabulary:
+  index 0 = unknown, then the training instructions sorted) and component_ids (one dataset).
+  episode_step_batches stands in for pipeline.episode_step_batches (cache._decode's one use of
+  the tf.data pipeline): each episode's steps once, in order, with true_reward = reward + the
+  episode's offset as EpisodeLoader.load gives it; an episode is released once handed over, so
+  the host holds about two copies of the frames at most (DeviceCache's concatenation and its
+  padded copy), not three."""
+
+  def __init__(self, episodes, inputs, returns_config):
+    from rrd_jax.data import returns  # pylint: disable=import-outside-toplevel
+    self._episodes = list(episodes)
+    count = len(self._episodes)
+    lengths = np.asarray([len(e["reward"]) for e in self._episodes], np.int64)
+    self.index = types.SimpleNamespace(lengths=lengths)
+    self.inputs = inputs
+    offset = returns.reward_offset(returns_config.kind, returns_config.time_penalty)
+    self.targets = returns.episode_targets(
+        [float(np.sum(e["reward"], dtype=np.float64)) for e in self._episodes], lengths,
+        np.full(count, offset, np.float32), np.full(count, returns_config.success == "all"))
+    instructions = [e["instruction"] for e in self._episodes]
+    self.vocab = [UNKNOWN_INSTRUCTION] + sorted(set(instructions) - {UNKNOWN_INSTRUCTION})
+    self.instruction_ids = np.asarray([self.vocab.index(s) for s in instructions], np.int32)
+    self.component_ids = np.zeros(count, np.int32)
+    first = self._episodes[0]
+    self.input_sizes = (first["state"].shape[-1], first["action"].shape[-1])
+
+  def episode_step_batches(self, episode_ids, **_):
+    for e in np.asarray(episode_ids, np.int64):
+      episode, self._episodes[e] = self._episodes[e], None
+      if episode is None:
+        raise RuntimeError(f"rendered episode {e} was already handed over")
+      batch = {k: episode[k] for k in ("state", "action", *self.inputs.frames)}
+      batch["true_reward"] = episode["reward"] + self.targets.reward_offsets[e]
+      yield batch
+
+
+@contextlib.contextmanager
+def cache_pipeline(cache, loader):
+  """cache.pipeline swapped, while the block runs, for a stand-in whose episode_step_batches is
+  the loader's own (RenderedLoader); with an EpisodeLoader (no such method) nothing changes."""
+  if not hasattr(loader, "episode_step_batches"):
+    yield
+    return
+  saved = cache.pipeline
+  cache.pipeline = types.SimpleNamespace(
+      episode_step_batches=lambda loader, episode_ids, **kw: loader.episode_step_batches(
+          episode_ids, **kw))
+  try:
+    yield
+  finally:
+    cache.pipeline = saved
+
+
+def place_on_devices(loader, ids, config, out, save, host_copies):
+  """(DeviceCache, mesh): the episodes `ids` of `loader` split over every device (cache.shard_plan)
+  and decoded onto them by cache.DeviceCache itself, with its figures in `out`. host_copies:
+  bytes of host memory needed per byte of the cache (None: not checked here)."""
   # pylint: disable=import-outside-toplevel
-  from rrd_jax import reward_setup
-  from rrd_jax.data import cache
   from rrd_jax.data.sampling import SamplerOptions
-  start = time.perf_counter()
-  data = reward_setup.open_training_data(config, log=lambda *_: None)
-  out["index_s"] = time.perf_counter() - start
-  loader, ids = data.loader, data.train_ids
+  cache = cache_module()
   frames = int(loader.index.lengths[ids].sum())
-  out["dataset"]["frames"] = frames
-  if out["dataset"]["generated"]:
-    out["dataset"]["generator_frames_per_s"] = frames / out["dataset"]["generation_s"]
   mesh = parallel.make_mesh()
   options = SamplerOptions.from_config(config, seed=0)
   shards = cache.shard_plan(loader, ids, options, loader.component_ids[ids], int(mesh.devices.size))
@@ -485,33 +669,73 @@ def build_cache(config, out, save):
   if available is not None and per_device > available:
     raise MemoryError(f"a shard needs {per_device / 2**30:.1f} GiB, the device has "
                       f"{available / 2**30:.1f} GiB free")
-  host = host_available_bytes()
-  if host is not None and HOST_COPIES * per_device * shards.num_shards > host:
-    raise MemoryError(f"decoding needs about {HOST_COPIES} x {per_device / 2**30:.1f} GiB of host "
-                      f"memory per shard, the host has {host / 2**30:.1f} GiB available")
-  log(f"  decoding {frames} frames x {out['cameras']} cameras onto {shards.num_shards} device(s)")
+  host = parallel.host_available_bytes()
+  if host_copies and host is not None and host_copies * per_device * shards.num_shards > host:
+    raise MemoryError(f"decoding needs about {host_copies} x {per_device / 2**30:.1f} GiB of "
+                      f"host memory per shard, the host has {host / 2**30:.1f} GiB available")
+  what = "caching" if hasattr(loader, "episode_step_batches") else "decoding"
+  log(f"  {what} {frames} frames x {out['cameras']} cameras onto {shards.num_shards} device(s)")
   start = time.perf_counter()
-  device = cache.DeviceCache(loader, ids, shards, options, mesh, progress=False)
+  with cache_pipeline(cache, loader):
+    device = cache.DeviceCache(loader, ids, shards, options, mesh, progress=False)
   jax.block_until_ready(device.table)
   out["cache_build_s"] = time.perf_counter() - start
   out["cache_build_frames_per_s"] = frames / out["cache_build_s"]
   save()
-  return data, device, mesh
+  return device, mesh
 
 
-def host_available_bytes():
-  try:
-    with open("/proc/meminfo", encoding="utf-8") as f:
-      info = dict(line.split(":", 1) for line in f)
-    return int(info["MemAvailable"].split()[0]) * 1024
-  except (OSError, KeyError, ValueError):
-    return None
+def build_cache(config, out, save):
+  """(DeviceCache, mesh, the model's facts): indexes part b's dataset, decodes it onto the
+  devices."""
+  from rrd_jax import reward_setup  # pylint: disable=import-outside-toplevel
+  start = time.perf_counter()
+  data = reward_setup.open_training_data(config, log=lambda *_: None)
+  out["index_s"] = time.perf_counter() - start
+  loader, ids = data.loader, data.train_ids
+  out["dataset"]["frames"] = frames = int(loader.index.lengths[ids].sum())
+  if out["dataset"]["generated"]:
+    out["dataset"]["generator_frames_per_s"] = frames / out["dataset"]["generation_s"]
+  device, mesh = place_on_devices(loader, ids, config, out, save, HOST_COPIES)
+  return device, mesh, {"input_keys": loader.inputs.keys, "num_instructions": len(data.vocab),
+                        "input_sizes": tuple(data.input_sizes())}
+
+
+def build_rendered_cache(config, plan, out, save):
+  """(DeviceCache, mesh, the model's facts) without tensorflow: part b's episodes (same sizes and
+  generator as its RLDS dataset) rendered in memory (render_episodes), then placed on the devices
+  by cache.DeviceCache through a RenderedLoader."""
+  from rrd_jax.inputs import ModelInputs  # pylint: disable=import-outside-toplevel
+  inputs = ModelInputs.from_config(config)
+  episodes, lengths, size = plan.cache_episodes, plan.cache_lengths, plan.cache_image_size
+  expected_frames = episodes * sum(lengths) / 2
+  processes = render_processes(expected_frames)
+  out["dataset"] = {"source": RENDERED, "episodes": episodes, "episode_lengths": list(lengths),
+                    "stored_image_size": size, "render_processes": processes}
+  host = parallel.host_available_bytes()
+  expected_bytes = expected_frames * cache_module().frame_bytes(inputs)
+  if host is not None and HOST_COPIES * expected_bytes > host:
+    raise MemoryError(f"rendering and caching need about {HOST_COPIES} x "
+                      f"{expected_bytes / 2**30:.1f} GiB of host memory, the host has "
+                      f"{host / 2**30:.1f} GiB available")
+  log(f"  rendering {episodes} episodes of {lengths[0]}-{lengths[1]} steps at {size}^2 in "
+      f"memory ({processes} process{'es' if processes > 1 else ''}; no tensorflow)")
+  start = time.perf_counter()
+  loader = RenderedLoader(render_episodes(episodes, lengths, size, processes), inputs,
+                          config.returns)
+  out["dataset"]["generation_s"] = time.perf_counter() - start
+  out["dataset"]["frames"] = frames = int(loader.index.lengths.sum())
+  out["dataset"]["generator_frames_per_s"] = frames / out["dataset"]["generation_s"]
+  save()
+  device, mesh = place_on_devices(loader, np.arange(episodes, dtype=np.int64), config, out, save,
+                                  None)
+  return device, mesh, {"input_keys": inputs.keys, "num_instructions": len(loader.vocab),
+                        "input_sizes": loader.input_sizes}
 
 
 def sample_gather_s(device, chunk, repeats):
   """Median seconds of sampling + gathering `chunk` batches in one scanned call (no update)."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from benchmarks.device_cache import _timed  # pylint: disable=import-outside-toplevel
 
   @jax.jit
   def sample_only(table, probabilities):
@@ -523,18 +747,20 @@ def sample_gather_s(device, chunk, repeats):
 
   run = lambda: sample_only(device.table, device.probabilities).block_until_ready()
   run()
-  return _timed(run, repeats)
+  return common.timed_median(run, repeats)
 
 
-def time_cache(config, data, device, mesh, plan):
-  """Cache steps/s vs the ceiling (one fixed device-resident batch), as device_cache.py does."""
+def time_cache(config, device, mesh, plan, input_keys, num_instructions, input_sizes):
+  """Cache steps/s vs the ceiling (one fixed device-resident batch), as device_cache.py does.
+  input_keys: the model's inputs; num_instructions: the vocabulary's size; input_sizes: (state
+  size, action size)."""
   # pylint: disable=import-outside-toplevel
   import functools
   import jax.numpy as jnp
   from rrd_jax import step as step_lib
-  input_keys, chunk = data.loader.inputs.keys, plan.cache_chunk
+  chunk = plan.cache_chunk
   holder = {"state": step_lib.create_train_state(
-      config, len(data.vocab), *data.input_sizes(), rng=jax.random.PRNGKey(0),
+      config, num_instructions, *input_sizes, rng=jax.random.PRNGKey(0),
       sharding=parallel.replicated(mesh)), "step": 0}
   cached_fn = step_lib.make_cached_train_fn(input_keys, config.rrd, mesh, device)
   fixed = jax.device_put(device.sample(device.table, device.probabilities, 0),
@@ -579,15 +805,23 @@ def time_cache(config, data, device, mesh, plan):
 
 
 def part_cache(plan, out, save, context, clock):
-  """(b) the sharded device cache on a generated LIBERO-10-sized main + wrist dataset."""
-  out["dataset"] = dataset(context, "cache", plan.cache_episodes, plan.cache_lengths,
-                           plan.cache_image_size, clock.remaining(), plan.bench_dir)
-  version_dir = context["cache_dataset"] = out["dataset"]["dir"]
-  save()
-  config = cache_config(version_dir, plan)
-  data, device, mesh = build_cache(config, out, save)
+  """(b) the sharded device cache on a LIBERO-10-sized main + wrist dataset: the generated RLDS
+  dataset (frames_source "rlds"), or without tensorflow the same generator's episodes rendered in
+  memory (frames_source RENDERED; parts c and d, which need the RLDS dataset, are skipped then)."""
+  if tensorflow_available():
+    out["frames_source"] = "rlds"
+    out["dataset"] = dataset(context, "cache", plan.cache_episodes, plan.cache_lengths,
+                             plan.cache_image_size, clock.remaining(), plan.bench_dir)
+    version_dir = context["cache_dataset"] = out["dataset"]["dir"]
+    save()
+    config = cache_config(version_dir, plan)
+    device, mesh, facts = build_cache(config, out, save)
+  else:
+    out["frames_source"] = RENDERED
+    config = cache_config("", plan)
+    device, mesh, facts = build_rendered_cache(config, plan, out, save)
   log("  timing cache steps vs the ceiling")
-  out.update(time_cache(config, data, device, mesh, plan))
+  out.update(time_cache(config, device, mesh, plan, **facts))
 
 
 # --- (c) the tf.data stream -----------------------------------------------------------------------
@@ -644,16 +878,9 @@ def stream_rounds(batches, step, batch, frames, plan):
   for _ in range(plan.stream_rounds):
     delivered.append(n_batches * frames / _seconds(lambda: next(batches), n_batches))
     consumed.append(n_steps * frames / _seconds(lambda: step(batch), n_steps))
-    start, wait, metrics = time.perf_counter(), 0.0, None
-    for _ in range(n_together):  # as train.py's BatchStepper: fetch, then dispatch the step
-      fetch = time.perf_counter()
-      b = next(batches)
-      wait += time.perf_counter() - fetch
-      metrics = step(b)
-    jax.block_until_ready(metrics)
-    elapsed = time.perf_counter() - start
-    together.append(n_together * frames / elapsed)
-    waits.append(wait / elapsed)
+    rate, wait = common.train_from_stream(batches, step, n_together, frames)
+    together.append(rate)
+    waits.append(wait)
   delivered_fps, consumed_fps = median_rate(delivered), median_rate(consumed)
   return {"delivered_frames_per_s": delivered_fps, "consumed_frames_per_s": consumed_fps,
           "headroom": delivered_fps / consumed_fps,
@@ -868,11 +1095,11 @@ def goals(result, plan):
   return out
 
 
-SUMMARY_KEYS = {"steps_per_s", "speedup_vs_eager", "speedup_vs_compile", "equal",
-                "generated", "generation_s", "generator_frames_per_s", "cache_build_s", "cache_steps_per_s",
-                "ceiling_steps_per_s", "fraction_of_ceiling", "delivered_frames_per_s",
-                "consumed_frames_per_s", "training_data_wait_fraction", "wall_s",
-                "train_steps_per_s", "error", "skipped"}
+SUMMARY_KEYS = {"steps_per_s", "speedup_vs_eager", "speedup_vs_compile", "equal", "frames_source",
+                "generated", "generation_s", "generator_frames_per_s", "cache_build_s",
+                "cache_steps_per_s", "ceiling_steps_per_s", "fraction_of_ceiling",
+                "delivered_frames_per_s", "consumed_frames_per_s", "training_data_wait_fraction",
+                "wall_s", "train_steps_per_s", "error", "skipped"}
 
 
 def flat(tree, prefix=""):
@@ -891,8 +1118,8 @@ def summary(result):
           and (value is None or isinstance(value, (int, float, str)))}
 
 
-PARTS = (  # name, letter, needs tensorflow
-    ("step", "a", False), ("device_cache", "b", True), ("stream", "c", True),
+PARTS = (  # name, letter, needs tensorflow (part b renders its frames in memory without it)
+    ("step", "a", False), ("device_cache", "b", False), ("stream", "c", True),
     ("seed_command", "d", True))
 
 
@@ -910,7 +1137,7 @@ def run(quick=False, on_partial=None, plan=None):
   clock, context = Clock(plan.budget_s), {}
   result = {"plan": "quick" if quick else "full", "budget_s": plan.budget_s,
             "accelerator": accelerator_info()}
-  has_tensorflow = has_module("tensorflow") and has_module("tensorflow_datasets")
+  has_tensorflow = tensorflow_available()
 
   def save():
     result["elapsed_s"] = clock.elapsed()

@@ -2,6 +2,9 @@
 
 import argparse
 import json
+import time
+
+import numpy as np
 
 
 def write(out_path, result):
@@ -33,3 +36,28 @@ def benchmark_main(name, run, doc):
   """`python -m benchmarks.NAME [--quick] [--out F]`: runs run(quick), emits {machine, NAME: ...}."""
   args = parser(doc).parse_args()
   emit({"machine": machine(), name: run(args.quick)}, args.out)
+
+
+def timed_median(fn, repeats):
+  """Median seconds of fn() (fn blocks until its result is ready)."""
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def train_from_stream(batches, step, count, frames):
+  """`count` steps fed from `batches` as train.py's BatchStepper does (fetch, then dispatch the
+  step): (frames/s, the fraction of the time spent waiting for data)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  start, wait, metrics = time.perf_counter(), 0.0, None
+  for _ in range(count):
+    fetch = time.perf_counter()
+    batch = next(batches)
+    wait += time.perf_counter() - fetch
+    metrics = step(batch)
+  jax.block_until_ready(metrics)
+  elapsed = time.perf_counter() - start
+  return count * frames / elapsed, wait / elapsed

@@ -28,16 +28,6 @@ from rrd_jax.data.sampling import SamplerOptions
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _timed(fn, repeats):
-  """Median seconds of fn() (fn blocks until its result is ready)."""
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
-
-
 def run(quick=False, config_path=os.path.join(ROOT, "configs", "libero_rrd.py"), embedded_dir=""):
   config = config_utils.load_config(config_path)
   config.data.embedded_episodes = 200 if quick else 1000
@@ -109,7 +99,7 @@ def run(quick=False, config_path=os.path.join(ROOT, "configs", "libero_rrd.py"),
     return jax.lax.scan(body, 0.0, jnp.arange(chunk))[0]
 
   sample_only(device.table, device.probabilities).block_until_ready()
-  sample_s = _timed(lambda: sample_only(device.table, device.probabilities).block_until_ready(),
+  sample_s = common.timed_median(lambda: sample_only(device.table, device.probabilities).block_until_ready(),
                     repeats)
 
   cache_steps()
@@ -117,7 +107,7 @@ def run(quick=False, config_path=os.path.join(ROOT, "configs", "libero_rrd.py"),
   times = {"stream": [], "cache": [], "ceiling": []}
   for _ in range(repeats):  # interleaved, so load changes hit all three alike
     for name, fn in (("stream", stream_steps), ("cache", cache_steps), ("ceiling", ceiling_steps)):
-      times[name].append(_timed(fn, 1))
+      times[name].append(common.timed_median(fn, 1))
   rate = {k: chunk / float(np.median(v)) for k, v in times.items()}
   return {
       "config": os.path.relpath(config_path, ROOT),

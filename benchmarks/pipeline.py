@@ -69,16 +69,9 @@ def run(quick=False):
       metrics = step(batch)
     jax.block_until_ready(metrics)
     consumed.append(steps * frames / (time.perf_counter() - start))
-    start, wait = time.perf_counter(), 0.0
-    for _ in range(steps):  # as train.py's BatchStepper: fetch, then dispatch the step
-      fetch = time.perf_counter()
-      b = next(batches)
-      wait += time.perf_counter() - fetch
-      metrics = step(b)
-    jax.block_until_ready(metrics)
-    elapsed = time.perf_counter() - start
-    together.append(steps * frames / elapsed)
-    waits.append(wait / elapsed)
+    rate, wait = common.train_from_stream(batches, step, steps, frames)
+    together.append(rate)
+    waits.append(wait)
   delivered_fps, consumed_fps = statistics.median(delivered), statistics.median(consumed)
   return {"delivered_frames_per_s": delivered_fps, "consumed_frames_per_s": consumed_fps,
           "headroom": delivered_fps / consumed_fps,

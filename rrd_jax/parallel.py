@@ -57,6 +57,11 @@ def available_bytes(device):
     stats = None
   if stats and stats.get("bytes_limit"):
     return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+  return host_available_bytes()
+
+
+def host_available_bytes():
+  """The host's available RAM (/proc/meminfo MemAvailable), or None where it cannot be read."""
   try:
     with open("/proc/meminfo", encoding="utf-8") as f:
       info = dict(line.split(":", 1) for line in f)

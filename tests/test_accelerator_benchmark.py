@@ -162,9 +162,96 @@ def test_parts_past_the_budget_or_without_tensorflow_are_skipped(monkeypatch):
   monkeypatch.setattr(accelerator, "has_module", lambda name: name != "tensorflow")
   monkeypatch.setattr(accelerator, "release_memory", lambda: None)
   result = accelerator.run(plan=dataclasses.replace(accelerator.QUICK, budget_s=-1.0))
-  assert "budget" in result["step"]["skipped"]
-  for name in ("device_cache", "stream", "seed_command"):
+  for name in ("step", "device_cache"):  # part b runs without tensorflow (rendered frames)
+    assert "budget" in result[name]["skipped"], name
+  for name in ("stream", "seed_command"):
     assert result[name] == {"skipped": "tensorflow / tensorflow_datasets not installed"}
+
+
+TINY_CACHE = dict(cache_episodes=5, cache_lengths=(8, 12), cache_image_size=36,
+                  cache_batch=(2, 4), cache_chunk=4, cache_repeats=2)
+
+NO_TENSORFLOW_CHILD = """import json, sys
+sys.modules["tensorflow"] = sys.modules["tensorflow_datasets"] = None  # as if not installed
+import dataclasses
+from benchmarks import accelerator
+plan = dataclasses.replace(accelerator.QUICK, **json.loads(sys.argv[1]))
+result = accelerator.run(plan=plan)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tensorflow_datasets")
+                and sys.modules[m] is not None)
+print("RESULT " + json.dumps({"result": result, "tensorflow_modules": loaded}))
+"""
+
+
+def test_device_cache_runs_without_tensorflow_on_rendered_frames():
+  """Part b with tensorflow and tensorflow_datasets blocked (a child process): frames rendered in
+  memory by the embedded generator's numpy code, the real DeviceCache, finite figures; parts c-d
+  are skipped. Part a is left out by its minimum time."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  changes = dict(TINY_CACHE, budget_s=100.0,
+                 part_min_s=dict(accelerator.QUICK.part_min_s, step=1000, device_cache=0))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      p for p in (accelerator.ROOT, os.environ.get("PYTHONPATH", "")) if p))
+  proc = subprocess.run([sys.executable, "-c", NO_TENSORFLOW_CHILD, json.dumps(changes)],
+                        cwd=accelerator.ROOT, env=env, capture_output=True, text=True,
+                        timeout=240, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  child = json.loads(next(line[len("RESULT "):] for line in proc.stdout.splitlines()
+                          if line.startswith("RESULT ")))
+  assert child["tensorflow_modules"] == []
+  result = child["result"]
+  cache = result["device_cache"]
+  assert "error" not in cache, (cache, proc.stderr[-3000:])
+  assert cache["frames_source"] == accelerator.RENDERED
+  assert "rendered" in result["summary"]["device_cache.frames_source"]
+  assert cache["dataset"]["episodes"] == 5 and 5 * 8 <= cache["dataset"]["frames"] <= 5 * 12
+  assert cache["dataset"]["generator_frames_per_s"] > 0
+  assert cache["cameras"] == 2 and cache["devices"] == jax.device_count()
+  assert sum(cache["frames_per_device"]) == cache["dataset"]["frames"]
+  for key in ("cache_steps_per_s", "ceiling_steps_per_s", "cache_build_s"):
+    assert np.isfinite(cache[key]) and cache[key] > 0, key
+  assert 0 < cache["fraction_of_ceiling"] < 2
+  assert cache["batch"] == "2 x 4" and cache["image_size"] == 36
+  assert "budget" in result["step"]["skipped"]
+  for name in ("stream", "seed_command"):
+    assert result[name] == {"skipped": "tensorflow / tensorflow_datasets not installed"}
+
+
+def test_rendered_frames_are_the_rlds_datasets(tmp_path):
+  """The no-tensorflow path's host table equals the one cache.py decodes from the generated RLDS
+  dataset of the same sizes: same episodes, lengths, returns, instructions, states, actions and
+  rewards; frames within the dataset's JPEG error."""
+  pytest.importorskip("tensorflow_datasets")
+  import re  # pylint: disable=import-outside-toplevel
+  from rrd_jax import reward_setup  # pylint: disable=import-outside-toplevel
+  from rrd_jax.inputs import ModelInputs  # pylint: disable=import-outside-toplevel
+  plan = dataclasses.replace(accelerator.QUICK, **TINY_CACHE)
+  episodes, lengths, size = plan.cache_episodes, plan.cache_lengths, plan.cache_image_size
+  facts = accelerator.generate_dataset(episodes, lengths, size, str(tmp_path))
+  config = accelerator.cache_config(facts["dir"], plan)
+  data = reward_setup.open_training_data(config, log=lambda *_: None)
+  cache = accelerator.cache_module()
+  decoded = cache.build_table(data.loader, data.train_ids, progress=False)
+  rendered = accelerator.RenderedLoader(accelerator.render_episodes(episodes, lengths, size),
+                                        ModelInputs.from_config(config), config.returns)
+  assert rendered.vocab == data.vocab and rendered.input_sizes == tuple(data.input_sizes())
+  order = [int(re.search(r"episode_(\d+)", path).group(1))
+           for path in np.asarray(data.index.file_paths)[data.train_ids]]
+  with accelerator.cache_pipeline(cache, rendered):
+    table = cache.build_table(rendered, np.asarray(order), progress=False)
+  np.testing.assert_array_equal(table.length, decoded.length)
+  np.testing.assert_allclose(table.episode_return, decoded.episode_return)
+  np.testing.assert_array_equal(table.instruction_id, decoded.instruction_id)
+  for key in ("state", "action", "true_reward"):
+    np.testing.assert_array_equal(table.frames[key], decoded.frames[key])
+  for key in ("image", "wrist_image"):
+    assert table.frames[key].shape == decoded.frames[key].shape == (len(table.frames["state"]),
+                                                                    size, size, 3)
+    error = np.abs(table.frames[key].astype(np.int16) - decoded.frames[key].astype(np.int16))
+    assert error.mean() < 8, key  # JPEG (the dataset stores JPEGs)
+  from rrd_jax.data import pipeline  # pylint: disable=import-outside-toplevel
+  assert cache.pipeline is pipeline  # restored after the block
 
 
 def test_goals_and_summary():
