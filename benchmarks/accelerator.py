@@ -31,11 +31,11 @@ covers records {"skipped": ...}:
       fraction_of_ceiling, measured as benchmarks/device_cache.py does (no augmentation).
       frames_source says where the frames came from: "rlds" (the generated dataset, as above), or
       without tensorflow "rendered in memory (no tensorflow)": the same generator's numpy code
-      (rrd_jax/data/embedded.py generate_episode, loaded without its tfds parts) renders the same
+      (rrd_jax/data/scenes.py generate_episode, which needs no TensorFlow) renders the same
       episodes (no JPEG round trip) in spawned processes (dataset.generation_s and
       generator_frames_per_s are then the rendering's), and the real cache.DeviceCache places
-      them on the devices through a stand-in loader (RenderedLoader; cache.py imported with a
-      placeholder for rrd_jax.data.pipeline): same shard plan, padding, sampling law and step.
+      them on the devices through a stand-in loader (RenderedLoader, with EpisodeLoader's
+      step_batches): same shard plan, padding, sampling law and step.
       cache_build_s is then the concatenation, padding and transfer, with no decoding.
   (c) stream: data.cache=none through tf.data with all the host's cores: delivered frames/s (the
       dataset alone), consumed frames/s (the step alone) and, training from the stream as train.py
@@ -55,8 +55,6 @@ benchmarks/requirements.txt; the JSON and the log land in $OUT):
   pip install -r requirements.txt pillow==13.0.0 "jax[cuda12]==0.10.2" && pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126 && PYTHONUNBUFFERED=1 python -m benchmarks.accelerator --out "$OUT/accelerator.json" 2>&1 | tee "$OUT/accelerator.log"
 """
 
-import ast
-import contextlib
 import dataclasses
 import gc
 import importlib.util
@@ -475,77 +473,6 @@ def tensorflow_available():
   return has_module("tensorflow") and has_module("tensorflow_datasets")
 
 
-TENSORFLOW_MODULES = ("tensorflow", "tensorflow_datasets")
-
-
-def cache_module():
-  """rrd_jax.data.cache, also without tensorflow.
-
-  cache.py imports rrd_jax.data.pipeline, which imports tensorflow at module level; cache.py
-  itself uses `pipeline` in one place only, _decode (pipeline.episode_step_batches). Without
-  tensorflow, cache.py is imported with a placeholder module standing in for
-  rrd_jax.data.pipeline while the import runs (removed from sys.modules afterwards, so any other
-  import of the real pipeline still fails as it should); every name read from the placeholder
-  raises. The rendered-frames path (RenderedLoader) swaps cache.pipeline for its own
-  episode_step_batches while it builds the DeviceCache (cache_pipeline)."""
-  name, pipeline_name = "rrd_jax.data.cache", "rrd_jax.data.pipeline"
-  try:
-    return importlib.import_module(name)
-  except ImportError as e:
-    if e.name not in TENSORFLOW_MODULES:
-      raise
-  placeholder = types.ModuleType(pipeline_name, "Placeholder of benchmarks/accelerator.py: "
-                                 "rrd_jax.data.pipeline needs tensorflow, which is missing.")
-
-  def missing(attribute):
-    raise AttributeError(f"{pipeline_name}.{attribute} is unavailable: tensorflow is not "
-                         "installed (a placeholder of benchmarks/accelerator.py stands in)")
-
-  placeholder.__getattr__ = missing
-  sys.modules[pipeline_name] = placeholder
-  try:
-    return importlib.import_module(name)
-  finally:
-    if sys.modules.get(pipeline_name) is placeholder:
-      del sys.modules[pipeline_name]
-
-
-EMBEDDED_WITHOUT_TFDS = "rrd_jax.data.embedded_without_tfds"
-
-
-def embedded_generator():
-  """rrd_jax/data/embedded.py's episode generator (EmbeddedParams, generate_episode, render).
-
-  With tensorflow_datasets: that module. Without it (embedded.py imports tensorflow_datasets at
-  module level, for its tfds builder): embedded.py's own source, parsed and executed without the
-  top-level statements that name tfds (the `import tensorflow_datasets as tfds` line and the
-  RrdSyntheticLibero builder class); functions are all kept (those that use tfds, such as
-  libero_features and build_embedded_dataset, are never called here). The episodes are therefore
-  the generator's own numpy code, not a copy of it, as a module named EMBEDDED_WITHOUT_TFDS."""
-  if EMBEDDED_WITHOUT_TFDS in sys.modules:
-    return sys.modules[EMBEDDED_WITHOUT_TFDS]
-  try:
-    return importlib.import_module("rrd_jax.data.embedded")
-  except ImportError as e:
-    if e.name not in TENSORFLOW_MODULES:
-      raise
-  path = importlib.util.find_spec("rrd_jax.data.embedded").origin
-  with open(path, encoding="utf-8") as f:
-    source = f.read()
-  tree = ast.parse(source, path)
-  tree.body = [node for node in tree.body if isinstance(node, ast.FunctionDef)
-               or "tfds" not in ast.get_source_segment(source, node)]
-  module = types.ModuleType(EMBEDDED_WITHOUT_TFDS, ast.get_docstring(tree))
-  module.__file__ = path
-  sys.modules[EMBEDDED_WITHOUT_TFDS] = module  # dataclasses may look its module up
-  try:
-    exec(compile(tree, path, "exec"), module.__dict__)  # pylint: disable=exec-used
-  except BaseException:
-    del sys.modules[EMBEDDED_WITHOUT_TFDS]
-    raise
-  return module
-
-
 RENDERED = "rendered in memory (no tensorflow)"
 RENDER_CHUNK_EPISODES = 4  # episodes per task of the rendering processes
 RENDER_FRAMES_PER_PROCESS = 5000  # fewer expected frames than this per process: fewer processes
@@ -556,12 +483,12 @@ def render_chunk(args):
   EmbeddedParams as generate_dataset: seed 0, main + wrist at image_size), as numpy arrays: what
   the RLDS dataset stores, before its JPEG encoding. Runs in the rendering processes."""
   first, last, num_episodes, lengths, image_size = args
-  embedded = embedded_generator()
-  params = embedded.EmbeddedParams(num_episodes=num_episodes, min_length=lengths[0],
+  from rrd_jax.data import scenes  # pylint: disable=import-outside-toplevel
+  params = scenes.EmbeddedParams(num_episodes=num_episodes, min_length=lengths[0],
                                    max_length=lengths[1], image_size=image_size)
   out = []
   for index in range(first, last):
-    steps = embedded.generate_episode(params, index)["steps"]
+    steps = scenes.generate_episode(params, index)["steps"]
     observation = steps["observation"]
     out.append({"state": np.asarray(observation["state"], np.float32),
                 "action": np.asarray(steps["action"], np.float32),
@@ -598,9 +525,9 @@ class RenderedLoader:
   cache.shard_plan, cache.shard_bytes and cache.DeviceCache read: index.lengths, inputs, targets
   (returns.episode_targets of config.returns' kind), instruction_ids (source.py's vocabulary:
   index 0 = unknown, then the training instructions sorted) and component_ids (one dataset).
-  episode_step_batches stands in for pipeline.episode_step_batches (cache._decode's one use of
-  the tf.data pipeline): each episode's steps once, in order, with true_reward = reward + the
-  episode's offset as EpisodeLoader.load gives it; an episode is released once handed over, so
+  step_batches stands in for EpisodeLoader.step_batches (what cache._decode reads): each
+  episode's steps once, in order, with true_reward = reward + the episode's offset as
+  EpisodeLoader.load gives it; an episode is released once handed over, so
   the host holds about two copies of the frames at most (DeviceCache's concatenation and its
   padded copy), not three."""
 
@@ -622,7 +549,7 @@ class RenderedLoader:
     first = self._episodes[0]
     self.input_sizes = (first["state"].shape[-1], first["action"].shape[-1])
 
-  def episode_step_batches(self, episode_ids, **_):
+  def step_batches(self, episode_ids, **_):
     for e in np.asarray(episode_ids, np.int64):
       episode, self._episodes[e] = self._episodes[e], None
       if episode is None:
@@ -632,30 +559,13 @@ class RenderedLoader:
       yield batch
 
 
-@contextlib.contextmanager
-def cache_pipeline(cache, loader):
-  """cache.pipeline swapped, while the block runs, for a stand-in whose episode_step_batches is
-  the loader's own (RenderedLoader); with an EpisodeLoader (no such method) nothing changes."""
-  if not hasattr(loader, "episode_step_batches"):
-    yield
-    return
-  saved = cache.pipeline
-  cache.pipeline = types.SimpleNamespace(
-      episode_step_batches=lambda loader, episode_ids, **kw: loader.episode_step_batches(
-          episode_ids, **kw))
-  try:
-    yield
-  finally:
-    cache.pipeline = saved
-
-
 def place_on_devices(loader, ids, config, out, save, host_copies):
   """(DeviceCache, mesh): the episodes `ids` of `loader` split over every device (cache.shard_plan)
   and decoded onto them by cache.DeviceCache itself, with its figures in `out`. host_copies:
   bytes of host memory needed per byte of the cache (None: not checked here)."""
   # pylint: disable=import-outside-toplevel
+  from rrd_jax.data import cache
   from rrd_jax.data.sampling import SamplerOptions
-  cache = cache_module()
   frames = int(loader.index.lengths[ids].sum())
   mesh = parallel.make_mesh()
   options = SamplerOptions.from_config(config, seed=0)
@@ -673,11 +583,10 @@ def place_on_devices(loader, ids, config, out, save, host_copies):
   if host_copies and host is not None and host_copies * per_device * shards.num_shards > host:
     raise MemoryError(f"decoding needs about {host_copies} x {per_device / 2**30:.1f} GiB of "
                       f"host memory per shard, the host has {host / 2**30:.1f} GiB available")
-  what = "caching" if hasattr(loader, "episode_step_batches") else "decoding"
+  what = "caching" if isinstance(loader, RenderedLoader) else "decoding"
   log(f"  {what} {frames} frames x {out['cameras']} cameras onto {shards.num_shards} device(s)")
   start = time.perf_counter()
-  with cache_pipeline(cache, loader):
-    device = cache.DeviceCache(loader, ids, shards, options, mesh, progress=False)
+  device = cache.DeviceCache(loader, ids, shards, options, mesh, progress=False)
   jax.block_until_ready(device.table)
   out["cache_build_s"] = time.perf_counter() - start
   out["cache_build_frames_per_s"] = frames / out["cache_build_s"]
@@ -713,7 +622,8 @@ def build_rendered_cache(config, plan, out, save):
   out["dataset"] = {"source": RENDERED, "episodes": episodes, "episode_lengths": list(lengths),
                     "stored_image_size": size, "render_processes": processes}
   host = parallel.host_available_bytes()
-  expected_bytes = expected_frames * cache_module().frame_bytes(inputs)
+  from rrd_jax.data import cache  # pylint: disable=import-outside-toplevel
+  expected_bytes = expected_frames * cache.frame_bytes(inputs)
   if host is not None and HOST_COPIES * expected_bytes > host:
     raise MemoryError(f"rendering and caching need about {HOST_COPIES} x "
                       f"{expected_bytes / 2**30:.1f} GiB of host memory, the host has "

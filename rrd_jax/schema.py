@@ -27,7 +27,7 @@ EPISODE_WEIGHTINGS = ("length", "uniform")
 RETURN_KINDS = ("sum", "time_penalty")
 SUCCESS_KINDS = ("reward", "all")  # returns.success (data/returns.py)
 CACHE_KINDS = ("none", "host", "device")
-EMBEDDED_TASKS = ("touch", "instructed")  # the generated dataset's tasks (data/embedded.py)
+EMBEDDED_TASKS = ("touch", "instructed")  # the generated dataset's tasks (data/scenes.py)
 CHECKPOINT_NAMES = ("latest", "best")  # or a step number
 # Agent (configs/mujoco_rrd_sac.py)
 REWARD_KINDS = ("rrd", "rrd_lrd", "ircr", "uniform", "episodic", "dense")

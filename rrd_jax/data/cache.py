@@ -23,7 +23,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from rrd_jax.progress import progress_bar
-from rrd_jax.data import pipeline, returns, shards
+from rrd_jax.data import returns, shards
 from rrd_jax.data.sampling import RRDSampler, episode_probabilities, sample_step_indices_in_jit
 
 
@@ -54,10 +54,12 @@ def table_bytes(loader, episode_ids):
 
 
 def _decode(loader, episode_ids, bar):
-  """Decodes (and resizes) every frame of `episode_ids` once into a host FrameTable."""
+  """Decodes (and resizes) every frame of `episode_ids` once into a host FrameTable. `loader`:
+  a pipeline.EpisodeLoader, or anything with its index, inputs, targets, instruction_ids and
+  step_batches (this module itself needs no TensorFlow)."""
   episode_ids = np.asarray(episode_ids, np.int64)
   lengths = loader.index.lengths[episode_ids].astype(np.int32)
-  batches = pipeline.episode_step_batches(loader, episode_ids, batch_size=1024)
+  batches = loader.step_batches(episode_ids, batch_size=1024)
   keep = ["state", "action", "true_reward", *loader.inputs.frames]
   chunks = {k: [] for k in keep}
   for batch in batches:

@@ -123,6 +123,11 @@ class EpisodeLoader:
                   f"({rlds.op_error_text(e)})")
     return None
 
+  def step_batches(self, episode_ids, *, batch_size):
+    """Every step of `episode_ids`, decoded, in batches (episode_step_batches; the frame caches
+    read episodes through this)."""
+    return episode_step_batches(self, episode_ids, batch_size=batch_size)
+
   def load_error(self, suspects, failure):
     """The UserError for a stream that failed with `failure` (text): it names the first of
     `suspects` ((episode id, step indices) pairs, in stream order) that fails to load again."""
