@@ -50,6 +50,8 @@ def get_config(variant="hopper"):
   #                                                         episode but is not a terminal.
   env.num_envs = 1  # Training environments stepped side by side (each step = num_envs env steps).
   env.subprocesses = False  # True: each environment steps in its own process (many envs, many cores).
+  env.backend = "gymnasium"  # Where envs step: "gymnasium" (host) or "mjx" (MuJoCo XLA on the
+  #   device: acting, stepping, storing and training in one jitted scan per call; MuJoCo tasks).
 
   config.population = population = ml_collections.ConfigDict()
   population.seeds = 1  # Runs seed, seed + 1, ... trained side by side, vmapped (one process).

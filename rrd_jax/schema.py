@@ -36,6 +36,9 @@ MUJOCO_ENVS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid
                "HumanoidStandup-v5", "Reacher-v5", "Swimmer-v5")
 TEST_ENVS = ("Pendulum-v1",)  # cheap, for tests and smoke runs
 ENV_NAMES = MUJOCO_ENVS + TEST_ENVS
+# Where the agent's environments step: gymnasium on the host, or MJX on the device (rl/mjx_envs.py:
+# the MuJoCo tasks only).
+ENV_BACKENDS = ("gymnasium", "mjx")
 
 # Old name -> today's, per kind of run.
 RENAMED = {
@@ -53,7 +56,7 @@ ADDED = {
                      "data.cache_memory_gib": 0.0, "compile_cache_dir": ""},
     "agent": {"optim.weight_decay": 0.0, "compile_cache_dir": "", "ircr.heap_size": 10,
               "ircr.replay_capacity": 300_000, "ircr.polyak": 0.999, "ircr.batch_size": 512,
-              "ircr.fixed_alpha": 0.0},
+              "ircr.fixed_alpha": 0.0, "env.backend": "gymnasium"},
 }
 # Fields that no longer exist: what replaced them.
 DROPPED = {
@@ -296,6 +299,10 @@ def validate_agent(config):
          f"bias correction (reward.kind rrd_lrd) needs rrd.sample_size >= 2, "
          f"got {config.rrd.sample_size}")
   e, t = config.env, config.train
+  _one_of(e.backend, ENV_BACKENDS, "env.backend")
+  _check(e.backend != "mjx" or e.name in MUJOCO_ENVS,
+         f"env.backend mjx runs the MuJoCo tasks ({', '.join(MUJOCO_ENVS)}), not {e.name!r}; "
+         f"use env.backend=gymnasium")
   _check(e.max_episode_steps >= 1, f"env.max_episode_steps must be >= 1, got {e.max_episode_steps}")
   _check(e.num_envs >= 1, f"env.num_envs must be >= 1, got {e.num_envs}")
   _check(config.replay.capacity >= e.max_episode_steps,

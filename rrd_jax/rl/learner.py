@@ -154,9 +154,9 @@ def make_train_step(config, hp, kinds):
   return jax.jit(step, donate_argnums=(0,))
 
 
-def make_train_steps(config, hp, kinds, num_steps):
-  """Jitted (states, buffers, kind_ids) -> (states, metrics [M] averaged over the steps):
-  num_steps fused steps of every member in one lax.scan."""
+def train_steps(config, hp, kinds, num_steps):
+  """(states, buffers, kind_ids) -> (states, metrics [M] averaged over the steps): num_steps
+  fused steps of every member in one lax.scan (not jitted: to trace inside a larger function)."""
   step = jax.vmap(functools.partial(train_step, config=config, hp=hp, kinds=tuple(kinds)))
 
   def many(states, buffers, kind_ids):
@@ -164,7 +164,12 @@ def make_train_steps(config, hp, kinds, num_steps):
                                    length=num_steps)
     return states, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
 
-  return jax.jit(many, donate_argnums=(0,))
+  return many
+
+
+def make_train_steps(config, hp, kinds, num_steps):
+  """`train_steps`, jitted (the states donated)."""
+  return jax.jit(train_steps(config, hp, kinds, num_steps), donate_argnums=(0,))
 
 
 def create_members(config, hp, observation_size, seeds, kinds=None):

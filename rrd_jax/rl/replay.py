@@ -134,16 +134,19 @@ def member_blocks(episodes_by_member):
 def insert(buffer, rows):
   """Appends the valid rows of one block (whole episodes, in order) to the ring.
 
-  The valid rows are a prefix of the block. When there are more of them than the capacity, only
-  the last `capacity` are written (the earlier ones would be overwritten within this same insert):
+  The valid rows need not be a prefix (the device loop passes every env's pending episode with
+  only the finished ones valid): they are packed in block order. When there are more of them
+  than the capacity, only the last `capacity` are written (the earlier ones would be overwritten
+  within this same insert):
   no ring row is the target of two rows, so the result does not depend on the order in which the
   scatter applies repeated indices, which XLA leaves unspecified (XLA:CPU happens to apply them in
   order; other backends need not). count, num_episodes and the return range count every valid row.
   """
   valid = rows["valid"]
   num_valid = jnp.sum(valid.astype(jnp.int32))
-  global_index = buffer.count + jnp.arange(valid.shape[0], dtype=jnp.int32)
-  kept = valid & (global_index >= buffer.count + num_valid - buffer.limit)
+  position = jnp.cumsum(valid.astype(jnp.int32)) - 1  # packed order of the valid rows
+  global_index = buffer.count + position
+  kept = valid & (position >= num_valid - buffer.limit)
   index = jnp.where(kept, global_index % buffer.limit, buffer.capacity)  # others: dropped
   put = lambda array, values: array.at[index].set(values, mode="drop")  # noqa: E731
   returns = put(buffer.episode_return, rows["episode_return"])
@@ -246,6 +249,33 @@ def heap_put(buffers, member, slot, rows):
       heap_terminal=write(buffers.heap_terminal, rows["terminal"]),
       heap_return=buffers.heap_return.at[member, slot].set(rows["episode_return"]),
       heap_length=buffers.heap_length.at[member, slot].set(rows["episode_length"]))
+
+
+def heap_offer(buffer, rows, offered):
+  """In jit, on one member's buffer: `heap_slot`'s rule applied to one finished episode, offered
+  when `offered` ([] bool). rows: as `heap_rows` gives (padded to heap_episode_steps rows, plus
+  episode_return and episode_length). Writes the episode into its slot if it takes one."""
+  empty = buffer.heap_length == 0
+  slot = jnp.where(jnp.any(empty), jnp.argmax(empty), jnp.argmin(buffer.heap_return))
+  take = offered & (jnp.any(empty) | (rows["episode_return"] > buffer.heap_return[slot]))
+  steps = buffer.heap_episode_steps
+  start = slot * steps
+
+  def write(array, values):
+    index = (start,) + (0,) * (array.ndim - 1)
+    old = jax.lax.dynamic_slice(array, index, (steps,) + array.shape[1:])
+    return jax.lax.dynamic_update_slice(array, jnp.where(take, values.astype(array.dtype), old),
+                                        index)
+
+  return buffer.replace(
+      heap_observation=write(buffer.heap_observation, rows["observation"]),
+      heap_action=write(buffer.heap_action, rows["action"]),
+      heap_next_observation=write(buffer.heap_next_observation, rows["next_observation"]),
+      heap_terminal=write(buffer.heap_terminal, rows["terminal"]),
+      heap_return=buffer.heap_return.at[slot].set(
+          jnp.where(take, rows["episode_return"], buffer.heap_return[slot])),
+      heap_length=buffer.heap_length.at[slot].set(
+          jnp.where(take, rows["episode_length"], buffer.heap_length[slot])))
 
 
 def sample_episodes(buffer, key, num_episodes, sample_size, max_episode_length):
