@@ -85,7 +85,8 @@ def _summary(workdir, members):
   for name in members:
     evals = [r for r in _read_metrics(os.path.join(workdir, name)) if "eval/return" in r]
     kind = name.rsplit("_seed", 1)[0]
-    entry = by_kind.setdefault(kind, {"final": [], "last3": [], "env_steps": evals[-1]["env_steps"]})
+    entry = by_kind.setdefault(kind, {"final": [], "last3": [],
+                                      "env_steps": evals[-1]["env_steps"]})
     entry["final"].append(evals[-1]["eval/return"])
     entry["last3"].append(float(np.mean([r["eval/return"] for r in evals[-3:]])))
   return {kind: {"env_steps": e["env_steps"], "seeds": len(e["final"]),

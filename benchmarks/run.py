@@ -66,6 +66,7 @@ BENCHMARKS = {
     "device_cache": _module("device_cache"),
     "sac": _module("sac"),
     "accelerator": _reporting_module("accelerator"),
+    "agent_suite": _module("agent_suite"),
 }
 OPTIONAL = ("device_cache", "sac")  # written separately; skipped when not importable
 REPORTING = ("accelerator",)  # take on_partial

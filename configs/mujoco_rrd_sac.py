@@ -9,6 +9,9 @@ Variants: hopper (default), walker2d, halfcheetah, ant, humanoid, humanoidstandu
   <task>_comparison, e.g. hopper_comparison: the reward-kind comparison of BENCHMARKS.md as one
   population (rrd, ircr, episodic, dense x 3 seeds, 200k env steps, environments in
   subprocesses), written to WORKDIR/<kind>_seed<seed>/ plus WORKDIR/comparison.png.
+--config.env.backend=mjx runs any MuJoCo variant's environments in MJX on the device (acting,
+stepping, storing and training in one jitted call per chunk; rrd_jax/rl/device_agent.py), with
+env.num_envs environments per member.
 The defaults are the reference's: SAC 256-256, Adam 3e-4, alpha 1.0 tuned to -|A|, polyak 0.995,
 batch 256, buffer 1e6, 10k warm-up steps, one gradient step per environment step (taken 100 at a
 time after every 100 environment steps, as the reference's iterations do), RRD K=64 steps of

@@ -53,7 +53,8 @@ def _host_buffers(streams, members, per_member, ircr):
     for env, stream in enumerate(streams):
       row = stream[step]
       running[env].append((row["observation"], row["action"], row["next_observation"],
-                           float(row["reward"]), float(row["dense_reward"]), float(row["terminal"])))
+                           float(row["reward"]), float(row["dense_reward"]),
+                           float(row["terminal"])))
       if row["done"]:
         finished[env // per_member].append(envs._to_episode(running[env], env))  # noqa: SLF001
         running[env] = []

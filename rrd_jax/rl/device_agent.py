@@ -91,11 +91,12 @@ class DeviceAgent(agent_state.AgentBase):
     e = config.env
     self.env = mjx_envs.EnvBatch(e.name, e.max_episode_steps)
     self.num_envs = e.num_envs
-    self.env_state = jax.jit(self.env.reset)(jnp.stack([
+    # Env-major arrays follow their members: with members split over devices, so are their envs.
+    self.env_state = jax.device_put(jax.jit(self.env.reset)(jnp.stack([
         jax.random.PRNGKey(m.seed * 100_003 + self.env_steps + j)
-        for m in pop.members for j in range(e.num_envs)]))
-    self.pending = _pending(pop.size * e.num_envs, e.max_episode_steps, observation_size,
-                            action_size)
+        for m in pop.members for j in range(e.num_envs)])), pop.by_member)
+    self.pending = jax.device_put(_pending(pop.size * e.num_envs, e.max_episode_steps,
+                                           observation_size, action_size), pop.by_member)
     self.keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(m.seed), 1) for m in pop.members])
     self.ircr = (jnp.asarray([m.kind == "ircr" for m in pop.members])
                  if "ircr" in pop.kinds else None)

@@ -144,7 +144,8 @@ class HostAgent(agent_state.AgentBase):
           continue
         rows = replay.heap_rows(episode, self.config.env.max_episode_steps)
         self.buffer = self.heap_put(self.buffer, m, slot, rows)
-        self.heap_returns[m, slot], self.heap_lengths[m, slot] = episode.episode_return, len(episode)
+        self.heap_returns[m, slot] = episode.episode_return
+        self.heap_lengths[m, slot] = len(episode)
 
   def evaluate(self):
     with self.run.clock.excluded():  # keep evaluation out of the step timings
