@@ -154,7 +154,8 @@ def _run(args):
   tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
   plan = [(task, "mjx", args.env_steps, args.num_envs) for task in tasks]
   plan.append((tasks[0], "gymnasium", args.gym_env_steps, 1))
-  result = {"device": str(jax.devices()[0]), "device_kind": jax.devices()[0].device_kind,
+  from benchmarks.run import machine_info  # pylint: disable=import-outside-toplevel
+  result = {"machine": machine_info(), "device_kind": jax.devices()[0].device_kind,
             "kinds": args.kinds, "seeds": args.seeds, "runs": []}
   with tempfile.TemporaryDirectory() as tmp:
     root = args.workdir or tmp

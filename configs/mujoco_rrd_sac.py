@@ -52,7 +52,7 @@ def get_config(variant="hopper"):
   env.max_episode_steps = TIME_LIMITS.get(variant, 1000)  # Time limit; reaching it ends the
   #                                                         episode but is not a terminal.
   env.num_envs = 1  # Training environments stepped side by side (each step = num_envs env steps).
-  env.subprocesses = False  # True: each environment steps in its own process (many envs, many cores).
+  env.subprocesses = False  # gymnasium backend: each environment steps in its own process.
   env.backend = "gymnasium"  # Where envs step: "gymnasium" (host) or "mjx" (MuJoCo XLA on the
   #   device: acting, stepping, storing and training in one jitted scan per call; MuJoCo tasks).
 
@@ -105,7 +105,7 @@ def get_config(variant="hopper"):
   train.warmup_steps = 10_000  # Uniform random actions and no updates until this many steps.
   train.env_steps_per_call = 100  # Environment steps between training calls.
   train.updates_per_call = 100  # Gradient steps per call, fused in one lax.scan (100/100: 1 per env step).
-  train.act_on_host = True  # On an accelerator, act from a host copy of the actor (refreshed every call).
+  train.act_on_host = True  # gymnasium backend on an accelerator: act from a host copy of the actor.
   train.log_every_steps = 5000  # Environment steps between training metric logs.
 
   config.eval = evaluation = ml_collections.ConfigDict()

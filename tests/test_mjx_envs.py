@@ -142,3 +142,18 @@ def test_a_terminated_episode_is_terminal_and_restarts():
     else:
       assert float(transition["terminal"][0]) == 0.0 and float(transition["reward"][0]) == 0.0
   assert terminal_steps and terminal_steps[0] < 200
+
+
+@pytest.mark.slow
+def test_a_diverged_simulation_ends_as_a_terminal_without_nans():
+  """A NaN velocity in one env: that env's step is terminal with a finite (zero) observation and
+  reward, and it restarts; the other env steps on normally."""
+  batch = mjx_envs.EnvBatch("Swimmer-v5", 1000)
+  state = jax.jit(batch.reset)(jax.random.split(jax.random.PRNGKey(0), 2))
+  state = state.replace(data=state.data.replace(qvel=state.data.qvel.at[0, 0].set(jnp.nan)))
+  state, transition = jax.jit(batch.step)(state, jnp.zeros((2, batch.action_size)))
+  t = jax.tree.map(np.asarray, transition)
+  assert t["done"].tolist() == [True, False] and t["terminal"].tolist() == [1.0, 0.0]
+  assert np.all(np.isfinite(t["next_observation"])) and np.all(np.isfinite(t["dense_reward"]))
+  assert np.all(t["next_observation"][0] == 0) and t["dense_reward"][0] == 0
+  assert np.all(np.isfinite(np.asarray(state.observation))) and int(state.steps[0]) == 0

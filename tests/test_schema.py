@@ -165,6 +165,8 @@ def test_reward_model_values_are_checked_up_front(override, message):
     ({"sac.hidden_sizes": ()}, "sac.hidden_sizes must be positive layer sizes"),
     ({"optim.grad_clip_norm": -0.5}, "optim.grad_clip_norm must be >= 0"),
     ({"rrd.sample_size": 0}, "rrd.sample_size must be >= 1"),
+    ({"env.backend": "brax"}, "env.backend must be one of gymnasium, mjx"),
+    ({"env.backend": "mjx"}, "env.backend mjx runs the MuJoCo tasks"),  # pendulum: not on MJX
 ])
 def test_agent_values_are_checked_up_front(override, message):
   with pytest.raises(UserError) as e:

@@ -8,6 +8,8 @@ leading env axis [N]:
   the dense per-step reward stays in the transition for the `dense` oracle and evaluation;
 - an episode ends when the task terminates (terminal = 1) or at max_episode_steps (a time-out:
   done but terminal = 0, SAC bootstraps through it);
+- a step whose simulation diverges (a non-finite observation or reward; MuJoCo C would reset its
+  data and warn) is a terminal with a zero observation and reward, never a NaN in the buffer;
 - an env whose episode ended restarts from a fresh draw of the task's reset distribution (its
   own key, split on every reset) in the same step, so `observation` is the next episode's first
   while the transition's `next_observation` is the last one of the finished episode.
@@ -71,8 +73,13 @@ class EnvBatch:
     episode_return (the running dense return including this step), each [N, ...]."""
     data, ctrl = jax.vmap(self._physics)(state.data, actions)
     dense = jax.vmap(self.task.reward)(state.data, data, ctrl).astype(jnp.float32)
-    terminated = jax.vmap(self.task.terminated)(data)
     next_observation = jax.vmap(self.task.observe)(data)
+    # A simulation that diverged (non-finite state) ends its episode as a terminal, with zeros
+    # in place of the non-finite values, so nothing non-finite reaches the replay buffer.
+    diverged = ~(jnp.all(jnp.isfinite(next_observation), -1) & jnp.isfinite(dense))
+    next_observation = jnp.where(diverged[:, None], 0.0, next_observation)
+    dense = jnp.where(diverged, 0.0, dense)
+    terminated = jax.vmap(self.task.terminated)(data) | diverged
     steps = state.steps + 1
     done = terminated | (steps >= self.max_episode_steps)
     episode_return = state.episode_return + dense
