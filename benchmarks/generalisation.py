@@ -60,6 +60,15 @@ CONFIGS = {
     "mlp, block_in_state, 32 episodes, lr=1e-3, normalize": {
         "variant": "mlp", "block_in_state": True, "rrd.episodes_per_batch": 32,
         "optim.learning_rate": 1e-3, "model.normalize_inputs": True},
+    # L-Rand-RD's expectation adds Var_I(mean of r_hat over the K sampled steps) to the squared
+    # return error: it prefers a within-episode-constant r_hat, which the block's position (an
+    # episode identifier) lets the MLP represent. L-RD (bias correction) removes that term.
+    "mlp, block_in_state, 32 episodes, lr=1e-3, L-RD": {
+        "variant": "mlp", "block_in_state": True, "rrd.episodes_per_batch": 32,
+        "optim.learning_rate": 1e-3, "rrd.bias_correction": True},
+    "mlp, block_in_state, 32 episodes x K=8, lr=1e-3, L-RD": {
+        "variant": "mlp", "block_in_state": True, "rrd.episodes_per_batch": 32,
+        "rrd.sample_size": 8, "optim.learning_rate": 1e-3, "rrd.bias_correction": True},
 }
 DEFAULT_CONFIGS = ("pixel, augment=none", "pixel, augment=shift")
 
