@@ -101,7 +101,6 @@ class DeviceAgent(agent_state.AgentBase):
     self.ircr = (jnp.asarray([m.kind == "ircr" for m in pop.members])
                  if "ircr" in pop.kinds else None)
     self.calls = {}  # (env steps per env, updates) -> jitted call
-    self.eval_env = mjx_envs.EnvBatch(e.name, e.max_episode_steps)
     self.evaluate_returns = jax.jit(self._evaluate_returns)
     self.episode_counter = jnp.zeros((), jnp.int32)
 
@@ -179,14 +178,14 @@ class DeviceAgent(agent_state.AgentBase):
     """[M, episodes] true (dense) returns of the deterministic policy, keys [M * episodes]."""
     size, steps = self.pop.size, self.config.env.max_episode_steps
     apply = self.state.sac.actor.apply_fn
-    state = self.eval_env.reset(keys)
+    state = self.env.reset(keys)
 
     def body(carry, _):
       state, returns, active = carry
       observations = state.observation.reshape(size, -1, state.observation.shape[-1])
       actions = jax.vmap(lambda p, obs: sac.act(p, apply, obs, None, deterministic=True))(
           params, observations)
-      state, transition = self.eval_env.step(state, actions.reshape(keys.shape[0], -1))
+      state, transition = self.env.step(state, actions.reshape(keys.shape[0], -1))
       returns += jnp.where(active, transition["dense_reward"], 0.0)
       return (state, returns, active & ~transition["done"]), None
 
