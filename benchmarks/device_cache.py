@@ -99,8 +99,8 @@ def run(quick=False, config_path=os.path.join(ROOT, "configs", "libero_rrd.py"),
     return jax.lax.scan(body, 0.0, jnp.arange(chunk))[0]
 
   sample_only(device.table, device.probabilities).block_until_ready()
-  sample_s = common.timed_median(lambda: sample_only(device.table, device.probabilities).block_until_ready(),
-                    repeats)
+  sample_s = common.timed_median(
+      lambda: sample_only(device.table, device.probabilities).block_until_ready(), repeats)
 
   cache_steps()
   ceiling_steps()  # warm-ups

@@ -125,6 +125,18 @@ class AgentBase:
     return round(train.updates_per_call * env_steps_taken / train.env_steps_per_call)
 
 
+def acting(actor_apply):
+  """Vmapped over members (not jitted; each backend jits or traces them in its own call):
+  explore(params, obs [M, n, O], keys [M], step) -> [M, n, A], each member's stochastic policy
+  with key fold_in(its act key, env step), and exploit(params, obs) (deterministic)."""
+  explore = jax.vmap(lambda params, obs, key, step: sac.act(params, actor_apply, obs,
+                                                            jax.random.fold_in(key, step)),
+                     in_axes=(0, 0, 0, None))
+  exploit = jax.vmap(lambda params, obs: sac.act(params, actor_apply, obs, None,
+                                                 deterministic=True))
+  return explore, exploit
+
+
 def log_evaluation(pop, run, returns, env_steps, episodes):
   """Logs eval/return (mean, std over its episodes) per member from returns [M, episodes],
   redraws each member's learning curve; returns the rows."""

@@ -17,33 +17,27 @@ Evaluation runs eval.episodes episodes per member on the device, in one lax.scan
 
 import time
 
-import flax
 import jax
 import jax.numpy as jnp
 
-from rrd_jax.rl import agent_state, learner as learner_lib, mjx_envs, replay, sac
+from rrd_jax.rl import agent_state, learner as learner_lib, mjx_envs, replay
 
 _PENDING = ("observation", "action", "next_observation", "reward", "dense_reward", "terminal")
 
 
-@flax.struct.dataclass
-class Pending:
-  """Every env's running episode: rows [N, L, ...] (L = env.max_episode_steps)."""
-  rows: dict
-
-
 def _pending(num_envs, max_steps, observation_size, action_size):
+  """Every env's running episode: {field: rows [N, L, ...]} (L = env.max_episode_steps)."""
   shapes = {"observation": (observation_size,), "action": (action_size,),
             "next_observation": (observation_size,), "reward": (), "dense_reward": (),
             "terminal": ()}
-  return Pending({k: jnp.zeros((num_envs, max_steps) + shapes[k], jnp.float32) for k in _PENDING})
+  return {k: jnp.zeros((num_envs, max_steps) + shapes[k], jnp.float32) for k in _PENDING}
 
 
 def _record(pending, transition):
   """Writes each env's transition at its step of the running episode."""
   env = jnp.arange(transition["done"].shape[0])
   step = transition["step_in_episode"]
-  return Pending({k: v.at[env, step].set(transition[k]) for k, v in pending.rows.items()})
+  return {k: v.at[env, step].set(transition[k]) for k, v in pending.items()}
 
 
 def _finish(buffers, pending, transition, members, ircr):
@@ -51,10 +45,10 @@ def _finish(buffers, pending, transition, members, ircr):
   for the members flagged in `ircr` ([M] bool; None = no IRCR member), offers them to the heap."""
   done, num_envs = transition["done"], transition["done"].shape[0]
   per_member = num_envs // members
-  steps = pending.rows["reward"].shape[1]
+  steps = pending["reward"].shape[1]
   length = transition["step_in_episode"] + 1
   t = jnp.broadcast_to(jnp.arange(steps, dtype=jnp.int32), (num_envs, steps))
-  rows = dict(pending.rows, step_in_episode=t,
+  rows = dict(pending, step_in_episode=t,
               episode_length=jnp.broadcast_to(length[:, None], t.shape),
               episode_return=jnp.broadcast_to(transition["episode_return"][:, None], t.shape),
               valid=done[:, None] & (t < length[:, None]))
@@ -67,19 +61,13 @@ def _finish(buffers, pending, transition, members, ircr):
     inside = t[env] < length[env][:, None]  # rows past the episode: zeros, as heap_rows pads
 
     def episode(k):
-      values = pending.rows[k][env]
+      values = pending[k][env]
       return jnp.where(inside.reshape(inside.shape + (1,) * (values.ndim - 2)), values, 0.0)
 
     offer = {k: episode(k) for k in ("observation", "action", "next_observation", "terminal")}
     offer.update(episode_return=transition["episode_return"][env], episode_length=length[env])
     buffers = jax.vmap(replay.heap_offer)(buffers, offer, done[env] & ircr)
   return buffers
-
-
-def _explore(actor_apply, params, observations, keys, step):
-  """[M, E, O] -> [M, E, A]: each member's stochastic policy, key fold_in(its key, step)."""
-  return jax.vmap(lambda p, obs, key: sac.act(p, actor_apply, obs, jax.random.fold_in(key, step))
-                  )(params, observations, keys)
 
 
 class DeviceAgent(agent_state.AgentBase):
@@ -101,13 +89,12 @@ class DeviceAgent(agent_state.AgentBase):
     self.ircr = (jnp.asarray([m.kind == "ircr" for m in pop.members])
                  if "ircr" in pop.kinds else None)
     self.calls = {}  # (env steps per env, updates) -> jitted call
+    self.explore, self.exploit = agent_state.acting(self.state.sac.actor.apply_fn)
     self.evaluate_returns = jax.jit(self._evaluate_returns)
-    self.episode_counter = jnp.zeros((), jnp.int32)
 
   def _call_fn(self, steps, num_updates):
     """The jitted call: `steps` env steps of every env, then num_updates training steps."""
     config, pop, size, n = self.config, self.pop, self.pop.size, self.num_envs
-    apply = self.state.sac.actor.apply_fn
     train = (learner_lib.train_steps(config, self.hp, pop.kinds, num_updates) if num_updates
              else None)
 
@@ -115,7 +102,7 @@ class DeviceAgent(agent_state.AgentBase):
       env_state, pending, buffers, sums, counts = carry
       step = first_step + i * n
       observations = env_state.observation.reshape(size, n, -1)
-      policy = _explore(apply, params, observations, self.keys, step)
+      policy = self.explore(params, observations, self.keys, step)
       noise = jax.vmap(lambda key: jax.random.uniform(
           jax.random.fold_in(jax.random.fold_in(key, 2), step), policy.shape[1:], minval=-1.0,
           maxval=1.0))(self.keys)
@@ -162,7 +149,6 @@ class DeviceAgent(agent_state.AgentBase):
      metrics) = self.calls[(steps, num_updates)](self.state, self.buffer, self.env_state,
                                                  self.pending, self.pop.kind_ids, before)
     interval.episode_totals.append(totals)
-    self.episode_counter += jnp.sum(totals[1])
     interval.env_steps += self.env_steps - before
     if metrics is not None:
       jax.block_until_ready(metrics)
@@ -174,17 +160,19 @@ class DeviceAgent(agent_state.AgentBase):
   def meta(self):
     return self.run.meta(env_steps=self.env_steps, episodes=self._episodes_now())
 
+  def _episodes_now(self):
+    """Finished episodes of all members: every one entered its member's ring (num_episodes)."""
+    return int(jnp.sum(self.buffer.num_episodes))
+
   def _evaluate_returns(self, params, keys):
     """[M, episodes] true (dense) returns of the deterministic policy, keys [M * episodes]."""
     size, steps = self.pop.size, self.config.env.max_episode_steps
-    apply = self.state.sac.actor.apply_fn
     state = self.env.reset(keys)
 
     def body(carry, _):
       state, returns, active = carry
       observations = state.observation.reshape(size, -1, state.observation.shape[-1])
-      actions = jax.vmap(lambda p, obs: sac.act(p, apply, obs, None, deterministic=True))(
-          params, observations)
+      actions = self.exploit(params, observations)
       state, transition = self.env.step(state, actions.reshape(keys.shape[0], -1))
       returns += jnp.where(active, transition["dense_reward"], 0.0)
       return (state, returns, active & ~transition["done"]), None
@@ -200,9 +188,6 @@ class DeviceAgent(agent_state.AgentBase):
       returns = jax.device_get(self.evaluate_returns(self.state.sac.actor.params, keys))
       episodes = self._episodes_now()
       return agent_state.log_evaluation(self.pop, self.run, returns, self.env_steps, episodes)
-
-  def _episodes_now(self):
-    return self.episodes + int(self.episode_counter)
 
   def close(self):
     pass

@@ -12,19 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrd_jax.rl import agent_state, envs, learner as learner_lib, replay, sac
-
-
-def _acting(actor_apply):
-  """Jitted, vmapped over members: explore(params, obs [M, n, O], keys [M], step) -> [M, n, A]
-  (per member key = fold_in(its act key, env step)) and exploit(params, obs) (deterministic)."""
-  explore = jax.jit(jax.vmap(
-      lambda params, obs, key, step: sac.act(params, actor_apply, obs,
-                                             jax.random.fold_in(key, step)),
-      in_axes=(0, 0, 0, None)))
-  exploit = jax.jit(jax.vmap(
-      lambda params, obs: sac.act(params, actor_apply, obs, None, deterministic=True)))
-  return explore, exploit
+from rrd_jax.rl import agent_state, envs, learner as learner_lib, replay
 
 
 def _collect(env_batch, num_steps, env_steps, warmup_steps, act, size):
@@ -82,7 +70,7 @@ class HostAgent(agent_state.AgentBase):
     self.heap_returns, self.heap_lengths = (np.array(x) for x in jax.device_get(
         (self.buffer.heap_return, self.buffer.heap_length)))
     self.train_calls = {}  # fused-step count -> jitted scan
-    self.explore, exploit = _acting(self.state.sac.actor.apply_fn)
+    self.explore, exploit = (jax.jit(f) for f in agent_state.acting(self.state.sac.actor.apply_fn))
     self.env_batch = envs.EnvBatch(config.env.name, config.env.max_episode_steps,
                                    [m.seed * 100_003 + self.env_steps + j for m in pop.members
                                     for j in range(config.env.num_envs)], config.env.subprocesses)
