@@ -27,6 +27,9 @@ EPISODES = 200
 # rate, no input normalisation (the shift applies to pixel models only where a config sets it).
 BASE = {"optim.weight_decay": 0.0, "optim.schedule": "constant", "model.normalize_inputs": False}
 PIXEL = {"model.augment": "shift"}
+# observation/state of the block_in_state touch data: eef x, y, height, axis-angle (3), fingers (2),
+# block x, y (rrd_jax/data/scenes.py)
+EEF_AND_BLOCK = {"model.low_dim_inputs": ("state",), "model.state_dims": (0, 1, 8, 9)}
 CONFIGS = {
     "pixel, augment=none": {"model.augment": "none"},
     "pixel, augment=shift": PIXEL,
@@ -69,6 +72,19 @@ CONFIGS = {
     "mlp, block_in_state, 32 episodes x K=8, lr=1e-3, L-RD": {
         "variant": "mlp", "block_in_state": True, "rrd.episodes_per_batch": 32,
         "rrd.sample_size": 8, "optim.learning_rate": 1e-3, "rrd.bias_correction": True},
+    # Which inputs carry spurious fits: the state alone (no a, no s - s'), then only the four state
+    # dimensions the reward depends on (the end-effector's and the block's x, y): an oracle choice
+    # that bounds what choosing inputs can give the state model on this data.
+    "mlp, block_in_state, state only": {"variant": "mlp", "block_in_state": True,
+                                        "model.low_dim_inputs": ("state",)},
+    "mlp, block_in_state, eef and block xy": {"variant": "mlp", "block_in_state": True,
+                                              **EEF_AND_BLOCK},
+    "mlp, block_in_state, eef and block xy, 32 episodes x K=8, lr=1e-3": {
+        "variant": "mlp", "block_in_state": True, **EEF_AND_BLOCK, "rrd.episodes_per_batch": 32,
+        "rrd.sample_size": 8, "optim.learning_rate": 1e-3},
+    "mlp, block_in_state, eef and block xy, 3x512, 32 episodes x K=8, lr=1e-3": {
+        "variant": "mlp", "block_in_state": True, **EEF_AND_BLOCK, "model.hidden_sizes": (512,) * 3,
+        "rrd.episodes_per_batch": 32, "rrd.sample_size": 8, "optim.learning_rate": 1e-3},
 }
 DEFAULT_CONFIGS = ("pixel, augment=none", "pixel, augment=shift")
 

@@ -83,6 +83,8 @@ def get_config(variant=""):
   #                        held-out figures best on small data; BENCHMARKS.md).
   model.normalize_inputs = False  # Standardise s, a, s - s' by the training data's mean/std
   #                                  (computed while indexing, saved in the checkpoint).
+  model.low_dim_inputs = ("state", "action", "delta")  # Which of s, a, s - s' the model sees.
+  model.state_dims = ()  # Dimensions of observation/state kept in s and s - s'; () = all.
   model.use_instruction = False  # Learned embedding of the language instruction.
   model.instruction_dim = 32
   model.hidden_sizes = (256, 256)

@@ -6,6 +6,8 @@
   embedding, concatenated and FiLM-modulating the first hidden layer) through an MLP 256-256 to
   one scalar.
 - "mlp": the reference low-dimensional model, an MLP 256-256 on [s, a, s - s'].
+model.low_dim_inputs chooses which of s, a and s - s' the model sees and model.state_dims which
+dimensions of s (and s - s'); the default is all of them.
 With normalize_inputs, s, a and s - s' are standardised by the training data's mean and std
 (variables of the "input_stats" collection: set from the dataset, saved with the checkpoint, never
 trained).
@@ -20,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from rrd_jax.schema import MODEL_KINDS
+from rrd_jax.schema import LOW_DIM_INPUTS, MODEL_KINDS
 
 INPUT_STATS = "input_stats"  # the variable collection of the input statistics (never trained)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # schema.DTYPE_NAMES
@@ -126,9 +128,12 @@ class RewardNet(nn.Module):
   hidden_sizes: Sequence[int] = (256, 256)
   dtype: jnp.dtype = jnp.float32
   normalize_inputs: bool = False
+  low_dim_inputs: Sequence[str] = LOW_DIM_INPUTS
+  state_dims: Sequence[int] = ()  # observation/state dimensions kept (in s and s - s'); () = all
 
   def _low_dim(self, inputs):
-    """[s, a, s - s'], each standardised by the dataset's statistics when normalize_inputs."""
+    """The low_dim_inputs of [s, a, s - s'], each standardised by the dataset's statistics when
+    normalize_inputs, s and s - s' restricted to state_dims when given."""
     state, action = inputs["state"], inputs["action"]
     features = {"state": state, "action": action, "delta": state - inputs["next_state"]}
     if self.normalize_inputs:
@@ -138,7 +143,11 @@ class RewardNet(nn.Module):
             INPUT_STATS, f"{name}_{moment}", init, (size,), jnp.float32).value)
                      for moment, init in (("mean", jnp.zeros), ("std", jnp.ones)))
         features[name] = (features[name] - mean) / std
-    return [features[name].astype(self.dtype) for name in ("state", "action", "delta")]
+    if self.state_dims:
+      dims = jnp.asarray(self.state_dims, jnp.int32)
+      features["state"], features["delta"] = features["state"][..., dims], features["delta"][..., dims]
+    return [features[name].astype(self.dtype) for name in LOW_DIM_INPUTS
+            if name in self.low_dim_inputs]
 
   @nn.compact
   def __call__(self, inputs):
@@ -194,4 +203,6 @@ def build_model(model_config, num_instructions=1):
                    instruction_dim=model_config.instruction_dim,
                    hidden_sizes=tuple(model_config.hidden_sizes),
                    dtype=DTYPES[model_config.dtype],
-                   normalize_inputs=model_config.get("normalize_inputs", False))
+                   normalize_inputs=model_config.get("normalize_inputs", False),
+                   low_dim_inputs=tuple(model_config.get("low_dim_inputs", LOW_DIM_INPUTS)),
+                   state_dims=tuple(model_config.get("state_dims", ())))

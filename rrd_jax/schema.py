@@ -18,6 +18,7 @@ from rrd_jax.errors import UserError
 RUN_KINDS = ("reward_model", "agent")
 # Reward model (configs/libero_rrd.py)
 MODEL_KINDS = ("pixel", "mlp")
+LOW_DIM_INPUTS = ("state", "action", "delta")  # the low-dim features: s, a, s - s'
 AUGMENT_KINDS = ("none", "shift")  # rrd_jax/augment.py
 LR_SCHEDULES = ("constant", "cosine")  # rrd_jax/step.py learning_rate
 DTYPE_NAMES = ("float32", "bfloat16")
@@ -53,7 +54,8 @@ ADDED = {
     "reward_model": {"model.augment": "none", "model.augment_pad": 4, "optim.weight_decay": 0.0,
                      "model.normalize_inputs": False, "optim.schedule": "constant",
                      "optim.warmup_steps": 0, "returns.success": "reward",
-                     "data.cache_memory_gib": 0.0, "compile_cache_dir": ""},
+                     "data.cache_memory_gib": 0.0, "compile_cache_dir": "",
+                     "model.low_dim_inputs": LOW_DIM_INPUTS, "model.state_dims": ()},
     "agent": {"optim.weight_decay": 0.0, "compile_cache_dir": "", "ircr.heap_size": 10,
               "ircr.replay_capacity": 300_000, "ircr.polyak": 0.999, "ircr.batch_size": 512,
               "ircr.fixed_alpha": 0.0, "env.backend": "gymnasium"},
@@ -80,6 +82,22 @@ def _layer_sizes(value, field):
   _check(len(sizes) >= 1 and all(isinstance(h, int) and not isinstance(h, bool) and h >= 1
                                  for h in sizes),
          f"{field} must be positive layer sizes such as (256, 256), got {value!r}")
+
+
+def _low_dim_inputs(model):
+  """model.low_dim_inputs: distinct names of LOW_DIM_INPUTS (non-empty for the mlp model);
+  model.state_dims: distinct state dimensions >= 0 (the upper bound is the dataset's state size,
+  checked when the model is built)."""
+  inputs = model.low_dim_inputs
+  _check(isinstance(inputs, (tuple, list)) and len(set(inputs)) == len(inputs)
+         and set(inputs) <= set(LOW_DIM_INPUTS) and (inputs or model.kind != "mlp"),
+         f"model.low_dim_inputs must be distinct names of {LOW_DIM_INPUTS}"
+         f"{' (at least one for the mlp model)' if model.kind == 'mlp' else ''}, got {inputs!r}")
+  dims = model.state_dims
+  _check(isinstance(dims, (tuple, list)) and len(set(dims)) == len(dims)
+         and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims),
+         f"model.state_dims must be distinct state dimensions >= 0 such as (0, 1, 8, 9), or () for "
+         f"all, got {dims!r}")
 
 
 def _common(config):
@@ -201,6 +219,7 @@ def validate_reward_model(config):
          f"{data.image_size // 4}], got {model.augment_pad!r}")
   _check(isinstance(model.normalize_inputs, bool),
          f"model.normalize_inputs must be True or False, got {model.normalize_inputs!r}")
+  _low_dim_inputs(model)
   _one_of(config.optim.schedule, LR_SCHEDULES, "optim.schedule")
   _check(isinstance(config.optim.warmup_steps, int) and config.optim.warmup_steps >= 0,
          f"optim.warmup_steps must be an integer >= 0, got {config.optim.warmup_steps!r}")

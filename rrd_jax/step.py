@@ -9,6 +9,7 @@ import optax
 from flax.training import train_state
 
 from rrd_jax import losses, models, parallel
+from rrd_jax.errors import UserError
 from rrd_jax.inputs import ModelInputs
 
 
@@ -59,6 +60,10 @@ def create_train_state(config, num_instructions, state_size, action_size, *, rng
   placed by `sharding` (default: this process's first device). rng: default PRNGKey(config.seed).
   input_stats: {state,action,delta}_{mean,std} arrays for a model with model.normalize_inputs
   (default: mean 0, std 1 until a checkpoint restores the saved ones)."""
+  outside = [d for d in config.model.get("state_dims", ()) if d >= state_size]
+  if outside:
+    raise UserError(f"model.state_dims {tuple(outside)} are outside the dataset's {state_size}-d "
+                    f"observation state (dimensions 0 to {state_size - 1})")
   model = models.build_model(config.model, num_instructions=num_instructions)
   specs = ModelInputs.from_config(config).specs(state_size, action_size)
   normalize = config.model.get("normalize_inputs", False)

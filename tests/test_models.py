@@ -79,6 +79,42 @@ def test_mlp_model_is_lowdim_on_s_a_and_s_minus_next():
   assert model.apply(params, {k: x[k] for k in keys}).shape == (6,)
 
 
+def test_low_dim_inputs_and_state_dims_choose_what_the_model_sees():
+  """model.low_dim_inputs keeps only the named features and model.state_dims only the named state
+  dimensions (in s and in s - s'): the others change nothing, the kept ones change the output."""
+  x = inputs(6)
+  config = model_config(kind="mlp", low_dim_inputs=("state", "delta"), state_dims=(5, 0))
+  model, params, keys = init_apply(config, x)
+  assert params["params"]["Dense_0"]["kernel"].shape == (2 + 2, 16)
+  feed = lambda **changed: model.apply(params, {k: changed.get(k, x[k]) for k in keys})
+  base = np.asarray(feed())
+  other = x["state"].copy()
+  other[:, [1, 2, 3, 4, 6, 7]] += 5.0
+  other_next = x["next_state"].copy()
+  other_next[:, 3] -= 2.0
+  np.testing.assert_array_equal(feed(state=other, next_state=other_next,
+                                     action=x["action"] + 1.0), base)
+  for dim in (0, 5):
+    kept = x["state"].copy()
+    kept[:, dim] += 1.0
+    assert not np.allclose(feed(state=kept), base), dim
+    assert not np.allclose(feed(next_state=kept), base), dim
+  # the pixel model may see no low-dim input at all
+  pixel = model_config(low_dim_inputs=())
+  _, pixel_params, _ = init_apply(pixel, inputs(2))
+  trunk_features = pixel_params["params"]["Dense_0"]["kernel"].shape[0]
+  _, default_params, _ = init_apply(model_config(), inputs(2))
+  assert default_params["params"]["Dense_0"]["kernel"].shape[0] == trunk_features + 8 + 7 + 8
+
+
+def test_state_dims_outside_the_datasets_state_are_refused():
+  config = config_utils.load_config(variant="mlp", overrides={"model.state_dims": (0, 9, 12)})
+  with pytest.raises(UserError, match=r"model.state_dims \(9, 12\) are outside the dataset's "
+                                      r"9-d observation state \(dimensions 0 to 8\)"):
+    step_lib.create_train_state(config, 1, 9, 7)
+  step_lib.create_train_state(config, 1, 13, 7)
+
+
 def test_bfloat16_compute_keeps_float32_params_and_output():
   x = inputs(4)
   model32, params, keys = init_apply(model_config(), x)

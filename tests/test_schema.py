@@ -152,6 +152,16 @@ def test_validate_dispatches_on_kind():
     ({"optim.weight_decay": -0.1}, "optim.weight_decay must be >= 0 (0 = off), got -0.1"),
     ({"model.augment_pad": 17}, "model.augment_pad must be an integer in [0, data.image_size / 4 "
                                 "= 16], got 17"),
+    ({"model.low_dim_inputs": ("state", "speed")},
+     "model.low_dim_inputs must be distinct names of ('state', 'action', 'delta'), got ('state', "
+     "'speed')"),
+    ({"model.low_dim_inputs": ("state", "state")}, "model.low_dim_inputs must be distinct names"),
+    ({"model.kind": "mlp", "model.low_dim_inputs": ()},
+     "model.low_dim_inputs must be distinct names of ('state', 'action', 'delta') (at least one "
+     "for the mlp model), got ()"),
+    ({"model.state_dims": (0, -1)}, "model.state_dims must be distinct state dimensions >= 0 such "
+                                    "as (0, 1, 8, 9), or () for all, got (0, -1)"),
+    ({"model.state_dims": (2, 2)}, "model.state_dims must be distinct state dimensions"),
 ])
 def test_reward_model_values_are_checked_up_front(override, message):
   with pytest.raises(UserError) as e:
