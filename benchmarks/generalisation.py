@@ -7,7 +7,8 @@ python -m benchmarks.generalisation [--quick] [--steps N] [--configs NAME ...] [
 The embedded LIBERO-layout dataset (its dense reward is known) with 200 episodes, 25 of them held
 out (data.eval_fraction=0.125), the default config otherwise (64x64, 8 episodes x 32 steps) but
 from BASE (no weight decay, constant rate, raw inputs) unless a config sets those;
-5,000 updates (--quick: 1,000), evaluated every 500 on all 25 held-out episodes. Per config: the
+5,000 updates (--quick: 1,000; a config "as shipped" keeps its variant's defaults and budget),
+evaluated every 500 on all 25 held-out episodes. Per config: the
 held-out within-episode Pearson, pooled Pearson, RRD loss and the train loss at each evaluation.
 With --out, the file is rewritten after each config (a long run can be read as it goes).
 """
@@ -77,6 +78,14 @@ CONFIGS = {
     # that bounds what choosing inputs can give the state model on this data.
     "mlp, block_in_state, state only": {"variant": "mlp", "block_in_state": True,
                                         "model.low_dim_inputs": ("state",)},
+    "mlp, block_in_state, state only, weight_decay=1.0": {
+        "variant": "mlp", "block_in_state": True, "model.low_dim_inputs": ("state",),
+        "optim.weight_decay": 1.0},
+    "mlp, block_in_state, state only, weight_decay=1.0, lr=1e-3": {
+        "variant": "mlp", "block_in_state": True, "model.low_dim_inputs": ("state",),
+        "optim.weight_decay": 1.0, "optim.learning_rate": 1e-3},
+    # The mlp variant exactly as configs/libero_rrd.py:mlp ships it (its budget; --steps ignored).
+    "mlp as shipped, block_in_state": {"variant": "mlp", "block_in_state": True, "shipped": True},
     "mlp, block_in_state, eef and block xy": {"variant": "mlp", "block_in_state": True,
                                               **EEF_AND_BLOCK},
     "mlp, block_in_state, eef and block xy, 32 episodes x K=8, lr=1e-3": {
@@ -111,16 +120,19 @@ def run(quick=False, steps=None, names=DEFAULT_CONFIGS, out=""):
         overrides["data.dataset_dir"] = embedded.build_embedded_dataset(BENCH_DIR, embedded.EmbeddedParams(
             num_episodes=EPISODES, min_length=30, max_length=60, image_size=64,
             block_in_state=True))
+      # "shipped": the variant as shipped (its defaults and its own train.num_steps), not BASE
+      shipped = overrides.pop("shipped", False)
+      budget = {} if shipped else {"train.num_steps": steps, **BASE}
       config = config_utils.load_config(variant=variant, overrides={
           "data.embedded_dir": BENCH_DIR, "data.embedded_episodes": EPISODES,
-          "data.eval_fraction": 0.125, "train.num_steps": steps, "eval.every_steps": 500,
-          "eval.episodes": 25, "checkpoint.every_steps": 0, **BASE, **overrides})
+          "data.eval_fraction": 0.125, "eval.every_steps": 500, "eval.episodes": 25,
+          "checkpoint.every_steps": 0, **budget, **overrides})
       workdir = os.path.join(tmp, "".join(c if c.isalnum() else "_" for c in name))
       start = time.perf_counter()
       train.train_and_evaluate(config, workdir, log=lambda *_: None)
       curve = _curve(workdir)
       result["configs"][name] = {
-          "variant": variant, "overrides": record,
+          "variant": variant, "overrides": record, "updates": config.train.num_steps,
           "wall_s": round(time.perf_counter() - start, 1), "curve": curve,
           "final_within_pearson": curve[-1]["within_pearson"],
           "best_within_pearson": max(p["within_pearson"] for p in curve)}
