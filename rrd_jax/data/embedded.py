@@ -7,6 +7,7 @@ opens with tfds.builder_from_directory.
 """
 
 import dataclasses
+import fcntl
 import os
 
 import numpy as np
@@ -93,7 +94,13 @@ def build_embedded_dataset(root_dir, params=EmbeddedParams()):
   version_dir = os.path.join(data_dir, BUILDER_NAME, DATASET_VERSION)
   if os.path.exists(os.path.join(version_dir, "dataset_info.json")):
     return version_dir
-  builder = RrdSyntheticLibero(params=params, data_dir=data_dir)
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(num_shards=params.num_shards))
+  # Processes that start together (a benchmark's configs side by side, local multi-process runs)
+  # build it once: the first holds the lock while it writes, the others wait and then reuse it.
+  os.makedirs(os.path.dirname(data_dir), exist_ok=True)
+  with open(data_dir + ".lock", "a", encoding="utf-8") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not os.path.exists(os.path.join(version_dir, "dataset_info.json")):
+      builder = RrdSyntheticLibero(params=params, data_dir=data_dir)
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(num_shards=params.num_shards))
   return version_dir
