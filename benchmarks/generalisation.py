@@ -78,6 +78,12 @@ CONFIGS = {
     # that bounds what choosing inputs can give the state model on this data.
     "mlp, block_in_state, state only": {"variant": "mlp", "block_in_state": True,
                                         "model.low_dim_inputs": ("state",)},
+    "mlp, block_in_state, state only, weight_decay=0.1": {
+        "variant": "mlp", "block_in_state": True, "model.low_dim_inputs": ("state",),
+        "optim.weight_decay": 0.1},
+    "mlp, block_in_state, state only, lr=1e-3": {
+        "variant": "mlp", "block_in_state": True, "model.low_dim_inputs": ("state",),
+        "optim.learning_rate": 1e-3},
     "mlp, block_in_state, state only, weight_decay=1.0": {
         "variant": "mlp", "block_in_state": True, "model.low_dim_inputs": ("state",),
         "optim.weight_decay": 1.0},
@@ -86,6 +92,14 @@ CONFIGS = {
         "optim.weight_decay": 1.0, "optim.learning_rate": 1e-3},
     # The mlp variant exactly as configs/libero_rrd.py:mlp ships it (its budget; --steps ignored).
     "mlp as shipped, block_in_state": {"variant": "mlp", "block_in_state": True, "shipped": True},
+    "mlp as shipped, block_in_state, seed=1": {"variant": "mlp", "block_in_state": True,
+                                               "shipped": True, "seed": 1},
+    "mlp as shipped, block_in_state, weight_decay=0.1": {
+        "variant": "mlp", "block_in_state": True, "shipped": True, "optim.weight_decay": 0.1},
+    "mlp as shipped": {"variant": "mlp", "shipped": True},
+    "mlp as shipped, all inputs, block_in_state": {
+        "variant": "mlp", "block_in_state": True, "shipped": True,
+        "model.low_dim_inputs": ("state", "action", "delta")},
     "mlp, block_in_state, eef and block xy": {"variant": "mlp", "block_in_state": True,
                                               **EEF_AND_BLOCK},
     "mlp, block_in_state, eef and block xy, 32 episodes x K=8, lr=1e-3": {

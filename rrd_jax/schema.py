@@ -256,6 +256,10 @@ def _validate_embedded(data):
          "data.embedded_episodes and data.embedded_min_length must be >= 2 and "
          "data.embedded_max_length >= data.embedded_min_length")
   _one_of(data.get("embedded_task", "touch"), EMBEDDED_TASKS, "data.embedded_task")
+  _check(not data.get("embedded_block_in_state", False)
+         or data.get("embedded_task", "touch") == "touch",
+         "data.embedded_block_in_state applies to data.embedded_task='touch' only, got "
+         f"'{data.get('embedded_task')}'")
 
 
 def _validate_rrd(rrd):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rrd_jax import config_utils, models, schema, step as step_lib
+from rrd_jax.data import source
 from rrd_jax.errors import UserError
 from rrd_jax.inputs import ModelInputs
 
@@ -112,7 +113,13 @@ def test_state_dims_outside_the_datasets_state_are_refused():
   with pytest.raises(UserError, match=r"model.state_dims \(9, 12\) are outside the dataset's "
                                       r"9-d observation state \(dimensions 0 to 8\)"):
     step_lib.create_train_state(config, 1, 9, 7)
-  step_lib.create_train_state(config, 1, 13, 7)
+  state = step_lib.create_train_state(config, 1, 13, 7)
+  # the mlp variant is a state-only reward: its first layer sees the 3 kept state dims, no action
+  assert state.params["params"]["Dense_0"]["kernel"].shape[0] == 3
+  # and its embedded data puts the block's (x, y) in the state, so the state determines the reward
+  (component,) = source.components(config)
+  assert component.embedded.block_in_state and component.embedded.task == "touch"
+  assert not source.components(config_utils.load_config())[0].embedded.block_in_state
 
 
 def test_bfloat16_compute_keeps_float32_params_and_output():

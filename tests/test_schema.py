@@ -134,6 +134,10 @@ def test_validate_dispatches_on_kind():
     schema.run_kind({"kind": "other"})
   with pytest.raises(UserError, match="data.embedded_task must be one of"):
     schema.validate(config_utils.load_config(overrides={"data.embedded_task": "bogus"}))
+  with pytest.raises(UserError, match="data.embedded_block_in_state applies to "
+                                      "data.embedded_task='touch' only, got 'instructed'"):
+    schema.validate(config_utils.load_config(variant="mlp", overrides={
+        "data.embedded_task": "instructed"}))
   # a dataset_dir means nothing is generated: the embedded sizes are not checked
   schema.validate(config_utils.load_config(overrides={"data.dataset_dir": "/d",
                                                       "data.embedded_episodes": 0}))

@@ -61,7 +61,8 @@ def _embedded_params(data_config, episodes, success_rate, seed):
   return embedded.EmbeddedParams(
       num_episodes=episodes, min_length=data_config.embedded_min_length,
       max_length=data_config.embedded_max_length, image_size=data_config.embedded_image_size,
-      task=data_config.get("embedded_task", "touch"), success_rate=success_rate, seed=seed)
+      task=data_config.get("embedded_task", "touch"), success_rate=success_rate, seed=seed,
+      block_in_state=data_config.get("embedded_block_in_state", False))
 
 
 def components(config):
