@@ -46,7 +46,7 @@ class Augmentation:
 def random_shift(images, offsets, pad):
   """images [..., S, S, C] padded by `pad` (edge values) and cropped back at offsets [..., 2]
   (row, column) in [0, 2 * pad]."""
-  lead, (height, width, channels) = images.shape[:-3], images.shape[-3:]
+  height, width, channels = images.shape[-3:]
   flat = images.reshape((-1, height, width, channels))
   padded = jnp.pad(flat, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
 
