@@ -24,7 +24,7 @@ import time
 import jax
 
 from rrd_jax import checkpoint, config_utils, files, interrupt, metrics, parallel
-from rrd_jax.progress import progress_bar
+from rrd_jax.progress import LineProgress, progress_bar
 from rrd_jax.errors import UserError, full_disk_is_user_error
 
 # Fields that may change between a run and its resumption without changing what it computes.
@@ -262,7 +262,7 @@ class Run:
     self.checkpointer.save_best(step, items, meta, eval_loss)
 
   # --- metrics and progress ---
-  def start(self, step, total, dirs=None, description="train"):
+  def start(self, step, total, dirs=None, description="train", unit="step"):
     """Loggers (one per run directory) and the progress bar, from `step` on; a resumed run's
     metrics rows past `step` are dropped first."""
     self.dirs = list(dirs or [self.workdir])
@@ -270,12 +270,18 @@ class Run:
       for directory in self.dirs:
         truncate_metrics(directory, step)
     self.loggers = [metrics.MetricsLogger(d, enabled=self.main) for d in self.dirs]
-    self.bar = progress_bar(total, description, initial=min(step, total), enabled=self.main)
+    self.bar = progress_bar(total, description, initial=min(step, total), enabled=self.main,
+                            unit=unit)
+    self.line_progress = LineProgress(total, unit=unit)
     self.clock.reset()
 
   def quiet(self):
     """Whether the progress bar is off (then the loop logs its progress as lines)."""
     return self.bar.disable
+
+  def progress_text(self, done):
+    """For those lines: "40%, 12.5 step/s, ETA 3m10s" (the rate from this process's first line)."""
+    return self.line_progress.text(done)
 
   def finished_results(self, start_step, total):
     """A finished run rerun: each run directory's final_metrics.json row, else None."""

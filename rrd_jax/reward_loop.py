@@ -178,7 +178,8 @@ def _log_train(run, step, scalars):
   run.loggers[0].write(step, scalars)
   run.bar.set_postfix(loss=f"{scalars['train/loss']:.4g}")
   if run.quiet():
-    run.log(f"step {step}/{run.config.train.num_steps}: train/loss={scalars['train/loss']:.4g}")
+    run.log(f"step {step}/{run.config.train.num_steps} ({run.progress_text(step)}): "
+            f"train/loss={scalars['train/loss']:.4g}")
 
 
 def _evaluate(run, evaluator, state, step):

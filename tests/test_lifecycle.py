@@ -10,6 +10,7 @@ from rrd_jax import checkpoint, config_utils, lifecycle, models, parallel
 from rrd_jax import step as step_lib
 from rrd_jax.errors import UserError
 from rrd_jax.inputs import ModelInputs
+from rrd_jax.progress import LineProgress
 
 
 @pytest.mark.parametrize("before,after,every,expected", [
@@ -43,6 +44,17 @@ def _tree(seed):
   rng = np.random.default_rng(seed)
   return {"a": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32),
           "b": {"c": jnp.asarray(rng.integers(0, 9, size=4), jnp.int32)}}
+
+
+def test_line_progress_gives_rate_and_eta_from_its_first_call_on():
+  now = [100.0]
+  progress = LineProgress(1000, unit="env step", clock=lambda: now[0])
+  assert progress.text(100) == "10%"  # the first interval holds compilation: no rate from it
+  now[0] += 60.0  # 200 steps a minute from here on
+  assert progress.text(300) == "30%, 3.33 env step/s, ETA 3m30s"
+  now[0] += 7200.0
+  assert progress.text(310) == "31%, 0.0289 env step/s, ETA 6h37m"
+  assert LineProgress(10).text(0) == "0%"
 
 
 def test_checkpointer_saves_named_pytrees_and_meta(tmp_path):

@@ -48,7 +48,7 @@ def _log_interval(run, pop, interval, env_steps, total):
   if run.quiet():
     shown = ("train/episode_return", "train/critic_loss", "train/rrd_loss", "train/alpha",
              "train/env_steps_per_s")
-    run.log(f"env step {env_steps}/{total}: " + "; ".join(
+    run.log(f"env step {env_steps}/{total} ({run.progress_text(env_steps)}): " + "; ".join(
         ("" if pop.size == 1 else f"{member.name} ")
         + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k in shown)
         for member, row in zip(pop.members, rows)))
@@ -116,7 +116,7 @@ def _run(run, config):
              else " (no checkpoint yet)."))
   run.log(f"{config.env.name}, reward {pop.describe(config)}: training to {total} env steps on "
           f"{jax.default_backend()}; workdir {run.workdir}.")
-  run.start(start, total, dirs=pop.dirs, description="env steps")
+  run.start(start, total, dirs=pop.dirs, description="env steps", unit="env step")
   try:
     with run.stop_requests() as stop:
       results = _train(run, config, pop, agent, stop)
