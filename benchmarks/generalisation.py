@@ -96,7 +96,10 @@ CONFIGS = {
                                                "shipped": True, "seed": 1},
     "mlp as shipped, block_in_state, weight_decay=0.1": {
         "variant": "mlp", "block_in_state": True, "shipped": True, "optim.weight_decay": 0.1},
-    "mlp as shipped": {"variant": "mlp", "shipped": True},
+    # the embedded touch data as the other configs have it (the variant's own data has the block
+    # in the state)
+    "mlp as shipped, block only in the image": {"variant": "mlp", "shipped": True,
+                                                "data.embedded_block_in_state": False},
     "mlp as shipped, all inputs, block_in_state": {
         "variant": "mlp", "block_in_state": True, "shipped": True,
         "model.low_dim_inputs": ("state", "action", "delta")},
