@@ -114,9 +114,13 @@ def test_state_dims_outside_the_datasets_state_are_refused():
                                       r"9-d observation state \(dimensions 0 to 8\)"):
     step_lib.create_train_state(config, 1, 9, 7)
   state = step_lib.create_train_state(config, 1, 13, 7)
-  # the mlp variant is a state-only reward: its first layer sees the 3 kept state dims, no action
-  assert state.params["params"]["Dense_0"]["kernel"].shape[0] == 3
-  # and its embedded data puts the block's (x, y) in the state, so the state determines the reward
+  assert state.params["params"]["Dense_0"]["kernel"].shape[0] == 3  # the 3 kept state dims
+
+
+def test_the_mlp_variant_is_a_state_only_reward_on_data_whose_state_holds_the_block():
+  config = config_utils.load_config(variant="mlp")
+  state = step_lib.create_train_state(config, 1, 10, 7)
+  assert state.params["params"]["Dense_0"]["kernel"].shape[0] == 10  # s only: no a, no s - s'
   (component,) = source.components(config)
   assert component.embedded.block_in_state and component.embedded.task == "touch"
   assert not source.components(config_utils.load_config())[0].embedded.block_in_state
