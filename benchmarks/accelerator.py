@@ -41,10 +41,10 @@ covers records {"skipped": ...}:
       dataset alone), consumed frames/s (the step alone) and, training from the stream as train.py
       does, frames/s and the data-wait fraction; at the seed shape (on LIBERO-length episodes
       stored at 256^2) and at the throughput shape (on part b's dataset).
-  (d) seed_command: `python -m rrd_jax.legacy` with the seed command's flags (500 updates,
+  (d) seed_command: `python -m rrd_jax.cli.pytorch_flags` with the seed command's flags (500 updates,
       --libero_image_size 256) on part b's dataset: wall seconds, streaming; the legacy CLI has no
-      cache flag, so the device-cached run is its equivalent `python -m rrd_jax.train` command
-      (legacy.translate's overrides) plus --config.data.cache=device. --quick: 10 updates at 64^2.
+      cache flag, so the device-cached run is its equivalent `python -m rrd_jax.cli.train` command
+      (pytorch_flags.translate's overrides) plus --config.data.cache=device. --quick: 10 updates at 64^2.
 
 Parts c and d need tensorflow and tensorflow_datasets and record {"skipped": ...} without them;
 parts a and b need neither (jax, flax, optax, chex, ml_collections; torch for a's torch sides,
@@ -76,7 +76,7 @@ import jax  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
 from benchmarks import common, reward_step  # pylint: disable=wrong-import-position
-from rrd_jax import parallel  # pylint: disable=wrong-import-position
+from rrd_jax.run import parallel  # pylint: disable=wrong-import-position
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_DIR = "~/.cache/rrd_jax/bench"
@@ -461,9 +461,9 @@ def dataset(context, key, episodes, lengths, image_size, timeout, root=BENCH_DIR
 
 def cache_config(version_dir, plan):
   """Part b's config: version_dir "" for frames rendered in memory (no dataset is opened)."""
-  from rrd_jax import config_utils  # pylint: disable=import-outside-toplevel
+  from rrd_jax.config import loading  # pylint: disable=import-outside-toplevel
   episodes, steps = plan.cache_batch
-  return config_utils.load_config(overrides={
+  return loading.load_config(overrides={
       "data.dataset_dir": version_dir, "data.image_size": plan.cache_image_size,
       "model.use_wrist": True, "rrd.episodes_per_batch": episodes, "rrd.sample_size": steps,
       "data.eval_fraction": 0.0, "data.cache": "device"})
@@ -597,9 +597,9 @@ def place_on_devices(loader, ids, config, out, save, host_copies):
 def build_cache(config, out, save):
   """(DeviceCache, mesh, the model's facts): indexes part b's dataset, decodes it onto the
   devices."""
-  from rrd_jax import reward_setup  # pylint: disable=import-outside-toplevel
+  from rrd_jax.train import prepare  # pylint: disable=import-outside-toplevel
   start = time.perf_counter()
-  data = reward_setup.open_training_data(config, log=lambda *_: None)
+  data = prepare.open_training_data(config, log=lambda *_: None)
   out["index_s"] = time.perf_counter() - start
   loader, ids = data.loader, data.train_ids
   out["dataset"]["frames"] = frames = int(loader.index.lengths[ids].sum())
@@ -614,7 +614,7 @@ def build_rendered_cache(config, plan, out, save):
   """(DeviceCache, mesh, the model's facts) without tensorflow: part b's episodes (same sizes and
   generator as its RLDS dataset) rendered in memory (render_episodes), then placed on the devices
   by cache.DeviceCache through a RenderedLoader."""
-  from rrd_jax.inputs import ModelInputs  # pylint: disable=import-outside-toplevel
+  from rrd_jax.config.inputs import ModelInputs  # pylint: disable=import-outside-toplevel
   inputs = ModelInputs.from_config(config)
   episodes, lengths, size = plan.cache_episodes, plan.cache_lengths, plan.cache_image_size
   expected_frames = episodes * sum(lengths) / 2
@@ -667,7 +667,7 @@ def time_cache(config, device, mesh, plan, input_keys, num_instructions, input_s
   # pylint: disable=import-outside-toplevel
   import functools
   import jax.numpy as jnp
-  from rrd_jax import step as step_lib
+  from rrd_jax.train import step as step_lib
   chunk = plan.cache_chunk
   holder = {"state": step_lib.create_train_state(
       config, num_instructions, *input_sizes, rng=jax.random.PRNGKey(0),
@@ -740,13 +740,15 @@ def part_cache(plan, out, save, context, clock):
 def stream_setup(version_dir, episodes, steps, image_size):
   """(batch iterator, step(numpy batch) -> metrics, first batch): the objects training builds."""
   # pylint: disable=import-outside-toplevel
-  from rrd_jax import config_utils, reward_setup, step as step_lib
+  from rrd_jax.config import loading
   from rrd_jax.data import pipeline
   from rrd_jax.data.sampling import SamplerOptions
-  config = config_utils.load_config(overrides={
+  from rrd_jax.train import prepare
+  from rrd_jax.train import step as step_lib
+  config = loading.load_config(overrides={
       "data.dataset_dir": version_dir, "data.image_size": image_size,
       "rrd.episodes_per_batch": episodes, "rrd.sample_size": steps, "data.eval_fraction": 0.0})
-  data = reward_setup.open_training_data(config, log=lambda *_: None)
+  data = prepare.open_training_data(config, log=lambda *_: None)
   batches = pipeline.train_dataset(
       data.loader, data.train_ids, SamplerOptions.from_config(config, config.seed),
       num_parallel_calls=config.data.num_parallel_calls).as_numpy_iterator()
@@ -851,18 +853,18 @@ def seed_args(version_dir, plan, checkpoint_dir):
 
 
 def seed_commands(version_dir, plan, tmp):
-  """{run: (python args, cwd, workdir)}: `rrd_jax.legacy` with the seed flags (streaming), and
-  its equivalent `rrd_jax.train` command (legacy.translate's overrides) with data.cache=device."""
-  from rrd_jax import legacy  # pylint: disable=import-outside-toplevel
+  """{run: (python args, cwd, workdir)}: `rrd_jax.cli.pytorch_flags` with the seed flags (streaming), and
+  its equivalent `rrd_jax.cli.train` command (pytorch_flags.translate's overrides) with data.cache=device."""
+  from rrd_jax.cli import pytorch_flags  # pylint: disable=import-outside-toplevel
   runs = {}
   for run_name in ("streaming", "device_cached"):
     cwd = os.path.join(tmp, run_name)
     args = seed_args(version_dir, plan, os.path.join(cwd, "checkpoints"))
-    workdir, overrides = legacy.translate(legacy.make_parser().parse_args(args))
+    workdir, overrides = pytorch_flags.translate(pytorch_flags.make_parser().parse_args(args))
     if run_name == "streaming":
-      runs[run_name] = (["-m", "rrd_jax.legacy", *args], cwd, os.path.join(cwd, workdir))
+      runs[run_name] = (["-m", "rrd_jax.cli.pytorch_flags", *args], cwd, os.path.join(cwd, workdir))
     else:
-      runs[run_name] = (["-m", "rrd_jax.train", "--config",
+      runs[run_name] = (["-m", "rrd_jax.cli.train", "--config",
                          os.path.join(ROOT, "configs", "libero_rrd.py"), "--workdir",
                          os.path.join(cwd, workdir),
                          *[f"--config.{k}={v}" for k, v in overrides.items()],
@@ -922,7 +924,7 @@ def part_seed_command(plan, out, save, context, clock):
   out.update(dataset=context["cache_dataset"], updates=plan.seed_epochs * plan.seed_cycles,
              image_size=plan.seed_image_size,
              note="the legacy CLI has no cache flag: device_cached runs its equivalent "
-                  "rrd_jax.train command with --config.data.cache=device")
+                  "rrd_jax.cli.train command with --config.data.cache=device")
   with tempfile.TemporaryDirectory() as tmp:
     for name, (args, cwd, workdir) in seed_commands(context["cache_dataset"], plan, tmp).items():
       timeout = clock.remaining()

@@ -19,7 +19,9 @@ import jax
 import numpy as np
 
 from benchmarks import common
-from rrd_jax import checkpoint, config_utils, step as step_lib
+from rrd_jax.config import loading
+from rrd_jax.run import checkpoint
+from rrd_jax.train import step as step_lib
 
 
 def directory_bytes(path):
@@ -30,12 +32,12 @@ def directory_bytes(path):
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--config", default=config_utils.DEFAULT_CONFIG_FILE)
+  parser.add_argument("--config", default=loading.DEFAULT_CONFIG_FILE)
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--out", default="")
   args = parser.parse_args()
   path, _, variant = args.config.partition(":")
-  config = config_utils.load_config(path, variant)
+  config = loading.load_config(path, variant)
   state = step_lib.create_train_state(config, 1, 8, 7, rng=jax.random.PRNGKey(0))  # LIBERO sizes
   # Random values everywhere (as after training): zeros in a fresh Adam state would compress away.
   leaves, treedef = jax.tree.flatten(state)

@@ -20,16 +20,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from rrd_jax import config_utils, parallel, reward_setup
-from rrd_jax import step as step_lib
+from rrd_jax.config import loading
 from rrd_jax.data import cache, pipeline
 from rrd_jax.data.sampling import SamplerOptions
+from rrd_jax.run import parallel
+from rrd_jax.train import prepare
+from rrd_jax.train import step as step_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(quick=False, config_path=os.path.join(ROOT, "configs", "libero_rrd.py"), embedded_dir=""):
-  config = config_utils.load_config(config_path)
+  config = loading.load_config(config_path)
   config.data.embedded_episodes = 200 if quick else 1000
   if embedded_dir:
     config.data.embedded_dir = embedded_dir
@@ -37,7 +39,7 @@ def run(quick=False, config_path=os.path.join(ROOT, "configs", "libero_rrd.py"),
   repeats = 3 if quick else 5
   config.data.eval_fraction = 0.0  # every episode trains
   mesh = parallel.make_mesh()
-  data = reward_setup.open_training_data(config, log=lambda *_: None)
+  data = prepare.open_training_data(config, log=lambda *_: None)
   loader, ids, inputs = data.loader, data.train_ids, data.loader.inputs
   options = SamplerOptions.from_config(config, seed=0)
   input_keys = inputs.keys

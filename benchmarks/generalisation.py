@@ -20,7 +20,8 @@ import tempfile
 import time
 
 from benchmarks import common
-from rrd_jax import config_utils, schema, train
+from rrd_jax.cli import train
+from rrd_jax.config import loading, schema
 
 BENCH_DIR = "~/.cache/rrd_jax/bench"
 EPISODES = 200
@@ -139,7 +140,7 @@ def run(quick=False, steps=None, names=DEFAULT_CONFIGS, out=""):
       # "shipped": the variant as shipped (its defaults and its own train.num_steps), not BASE
       shipped = overrides.pop("shipped", False)
       budget = {} if shipped else {"train.num_steps": steps, **BASE}
-      config = config_utils.load_config(variant=variant, overrides={
+      config = loading.load_config(variant=variant, overrides={
           "data.embedded_dir": BENCH_DIR, "data.embedded_episodes": EPISODES,
           "data.eval_fraction": 0.125, "eval.every_steps": 500, "eval.episodes": 25,
           "checkpoint.every_steps": 0, **budget, **overrides})

@@ -7,7 +7,7 @@ steps, ~101k frames; --quick: 40 episodes), stored and trained at --image-size (
 the baseline's whole-dataset copy of LIBERO-10 at 256x256 would need ~115 GB). Generated once
 under ~/.cache/rrd_jax/bench (not timed).
 
-ours: `python -m rrd_jax.train --config configs/libero_rrd.py:seed` on that dataset (index built
+ours: `python -m rrd_jax.cli.train --config configs/libero_rrd.py:seed` on that dataset (index built
 from the records, only the sampled frames decoded), timed until it logs step 1; run twice with
 one fresh persistent compilation cache (config.compile_cache_dir): the first run compiles and
 fills it, the second (`ours_ttfs_s`, the headline `ttfs_ratio`) reads its programs from it, as
@@ -114,7 +114,7 @@ def baseline(directory, image_size, steps=32):
 
 
 def ours_command(directory, image_size, workdir, compile_cache_dir):
-  return [sys.executable, "-m", "rrd_jax.train", "--config",
+  return [sys.executable, "-m", "rrd_jax.cli.train", "--config",
           os.path.join(ROOT, "configs", "libero_rrd.py:seed"), "--workdir", workdir,
           f"--config.compile_cache_dir={compile_cache_dir}",
           f"--config.data.dataset_dir={directory}", f"--config.data.image_size={image_size}",

@@ -4,7 +4,7 @@ python -m benchmarks.pipeline [--quick] [--out RESULT.json]
 
 `configs/libero_rrd.py:seed` shapes (1 episode x K=32 steps, 256x256 images) on an embedded
 LIBERO-layout dataset stored at 256x256 (generated once under ~/.cache/rrd_jax/bench). The
-objects are the ones training builds (reward_setup.open_training_data, train_dataset with
+objects are the ones training builds (prepare.open_training_data, train_dataset with
 data.num_parallel_calls); delivered = the dataset iterated alone, consumed = the jitted step alone
 on a batch from it, measured in alternating blocks (medians over blocks). Also the two together as
 train.py runs them (next batch, then the step): frames/s and the fraction of time spent waiting
@@ -17,15 +17,18 @@ import time
 import jax
 
 from benchmarks import common
-from rrd_jax import config_utils, parallel, reward_setup, step as step_lib
+from rrd_jax.config import loading
 from rrd_jax.data import pipeline
 from rrd_jax.data.sampling import SamplerOptions
+from rrd_jax.run import parallel
+from rrd_jax.train import prepare
+from rrd_jax.train import step as step_lib
 
 BENCH_DIR = "~/.cache/rrd_jax/bench"
 
 
 def seed_config(episodes):
-  return config_utils.load_config(variant="seed", overrides={
+  return loading.load_config(variant="seed", overrides={
       "data.embedded_dir": BENCH_DIR, "data.embedded_episodes": episodes,
       "data.embedded_image_size": 256, "data.embedded_min_length": 30,
       "data.embedded_max_length": 60})
@@ -35,7 +38,7 @@ def run(quick=False):
   episodes = 30 if quick else 100
   config = seed_config(episodes)
   start = time.perf_counter()
-  data = reward_setup.open_training_data(config, log=lambda *_: None)
+  data = prepare.open_training_data(config, log=lambda *_: None)
   open_s = time.perf_counter() - start
   batches = pipeline.train_dataset(
       data.loader, data.train_ids, SamplerOptions.from_config(config, config.seed),

@@ -2,7 +2,7 @@
 
 python -m benchmarks.reward_step [--quick] [--out RESULT.json]
 
-JAX: `rrd_jax.step.make_train_step` on `configs/libero_rrd.py`'s default pixel model and loss
+JAX: `rrd_jax.train.step.make_train_step` on `configs/libero_rrd.py`'s default pixel model and loss
 (mean form, Adam 3e-4), the numpy batch handed over as in train.py. PyTorch:
 `benchmarks/torch_reference.py` (eager, oneDNN), same inputs. Shapes: the seed command's batch
 (1 episode x K=32 steps at 256x256) and the default's (8 x 32) at 64x64 and 128x128. Both start
@@ -23,8 +23,11 @@ import jax
 import numpy as np
 
 from benchmarks import common
-from rrd_jax import config_utils, losses, models, parallel, step as step_lib
-from rrd_jax.inputs import ModelInputs
+from rrd_jax.config import loading
+from rrd_jax.config.inputs import ModelInputs
+from rrd_jax.model import losses, networks
+from rrd_jax.run import parallel
+from rrd_jax.train import step as step_lib
 
 SHAPES = (  # name, episodes per batch B, steps per episode K, image size
     ("seed_1x32_256px", 1, 32, 256),
@@ -55,9 +58,9 @@ def make_batch(episodes, steps, image_size, seed=0):
 def jax_setup(image_size, dtype="float32"):
   """(config, model, input keys, TrainState, jitted train step, mesh) for the default config."""
   # Plain Adam as in the PyTorch port (the default config's weight decay would make it AdamW).
-  config = config_utils.load_config(overrides={"data.image_size": image_size, "model.dtype": dtype,
+  config = loading.load_config(overrides={"data.image_size": image_size, "model.dtype": dtype,
                                                "optim.weight_decay": 0.0})
-  model = models.build_model(config.model)
+  model = networks.build_model(config.model)
   input_keys = ModelInputs.from_config(config).keys
   state = step_lib.create_train_state(config, 1, 8, 7, rng=jax.random.PRNGKey(0))
   mesh = parallel.make_mesh(1)

@@ -56,8 +56,8 @@ CONFIG_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 
 
 def _config(**overrides):
-  from rrd_jax import config_utils  # pylint: disable=import-outside-toplevel
-  return config_utils.load_config(CONFIG_FILE, "hopper", overrides)
+  from rrd_jax.config import loading  # pylint: disable=import-outside-toplevel
+  return loading.load_config(CONFIG_FILE, "hopper", overrides)
 
 
 def _filled_buffer(num_transitions, episode_length=100, seed=0):

@@ -44,8 +44,8 @@ def main():
   results = {}
   with tempfile.TemporaryDirectory() as tmp:
     layouts = {
-        "1_device": ([sys.executable, "-m", "rrd_jax.train"], {}),
-        "8_fake_devices": ([sys.executable, "-m", "rrd_jax.train"],
+        "1_device": ([sys.executable, "-m", "rrd_jax.cli.train"], {}),
+        "8_fake_devices": ([sys.executable, "-m", "rrd_jax.cli.train"],
                            {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}),
         "2_processes": (["bash", os.path.join(ROOT, "launch", "local.sh"), "2", "--"],
                         {"PYTHON": sys.executable}),

@@ -1,6 +1,6 @@
 """A PyTorch port of rrd_jax's pixel reward model, loss and optimiser (reward_step benchmark).
 
-The same network as `rrd_jax.models.RewardNet(kind="pixel")` with no optional inputs: conv
+The same network as `rrd_jax.model.networks.RewardNet(kind="pixel")` with no optional inputs: conv
 32x8x8/4, 64x4x4/2, 64x3x3/1 (VALID, ReLU) on the uint8 image normalised to [-1, 1], flattened and
 concatenated with [state, action, state - next_state], MLP 256-256 ReLU, one scalar. The loss is
 the reference "mean" form (per episode (mean_k pred - R/T)^2, averaged over episodes); Adam 3e-4.

@@ -1,6 +1,6 @@
 """RRD reward model on a LIBERO-layout RLDS dataset (default: the embedded generated dataset).
 
-Usage: python -m rrd_jax.train --config configs/libero_rrd.py[:VARIANT] --workdir DIR \
+Usage: python -m rrd_jax.cli.train --config configs/libero_rrd.py[:VARIANT] --workdir DIR \
          [--config.data.dataset_dir=/data/libero_10_no_noops/1.0.0] [--config.KEY=VALUE ...]
 Variants:
   (none)  pixel reward model on the main camera, sized for a CPU-friendly default job.
@@ -31,7 +31,7 @@ def mixture_component(dataset_dir="", weight=1.0, returns_kind="sum", time_penal
 
 def get_config(variant=""):
   config = ml_collections.ConfigDict()
-  config.kind = "reward_model"  # The loop that runs this config (rrd_jax/reward_loop.py).
+  config.kind = "reward_model"  # The loop that runs this config (rrd_jax/train/loop.py).
   config.seed = 0  # Seeds parameter init and the sampler (the batch at step s depends only on seed, s).
   config.compile_cache_dir = "~/.cache/rrd_jax/compilation"  # JAX's persistent compilation
   #   cache for rrd-train / rrd-legacy (a rerun of the same shapes skips XLA compilation); "" = off.

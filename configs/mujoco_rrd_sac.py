@@ -1,6 +1,6 @@
 """RRD-SAC on episodic-reward MuJoCo tasks (RRD_REFERENCE.md, "The full agent").
 
-Usage: python -m rrd_jax.train --config configs/mujoco_rrd_sac.py:VARIANT --workdir DIR \
+Usage: python -m rrd_jax.cli.train --config configs/mujoco_rrd_sac.py:VARIANT --workdir DIR \
          [--config.reward.kind=ircr] [--config.KEY=VALUE ...]
 Variants: hopper (default), walker2d, halfcheetah, ant, humanoid, humanoidstandup, reacher,
   swimmer (the paper's eight episodic tasks, gymnasium v5, 1M env steps; reacher's episodes end

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# N local processes of one rrd_jax.train job (multi-process testing on one machine, or one process
+# N local processes of one rrd_jax.cli.train job (multi-process testing on one machine, or one process
 # per GPU on a single node), coordinated over 127.0.0.1.
 #
-#   launch/local.sh N [-- ] <rrd_jax.train arguments>
+#   launch/local.sh N [-- ] <rrd_jax.cli.train arguments>
 #   e.g. launch/local.sh 2 -- --config configs/libero_rrd.py --workdir runs/two_procs
 #
 # Environment: PYTHON (default: the active virtualenv's python, else this checkout's .venv/bin/python
@@ -12,7 +12,7 @@
 set -euo pipefail
 
 if [[ $# -lt 1 || ! "$1" =~ ^[0-9]+$ || "$1" -lt 1 ]]; then
-  echo "usage: launch/local.sh N [--] <rrd_jax.train arguments>" >&2
+  echo "usage: launch/local.sh N [--] <rrd_jax.cli.train arguments>" >&2
   exit 2
 fi
 num_processes="$1"
@@ -45,7 +45,7 @@ for ((i = 0; i < num_processes; i++)); do
     export CUDA_VISIBLE_DEVICES
     CUDA_VISIBLE_DEVICES="$(seq -s, $((i * k)) $((i * k + k - 1)))"
   fi
-  "$python" -m rrd_jax.train --coordinator_address="127.0.0.1:${port}" \
+  "$python" -m rrd_jax.cli.train --coordinator_address="127.0.0.1:${port}" \
     --num_processes="$num_processes" --process_id="$i" "$@" &
   pids+=("$!")
 done

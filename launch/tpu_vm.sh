@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Run the same rrd_jax.train command on every worker of a Cloud TPU VM slice.
+# Run the same rrd_jax.cli.train command on every worker of a Cloud TPU VM slice.
 #
-#   launch/tpu_vm.sh TPU_NAME ZONE [--project P] -- <rrd_jax.train arguments>
+#   launch/tpu_vm.sh TPU_NAME ZONE [--project P] -- <rrd_jax.cli.train arguments>
 #   e.g. launch/tpu_vm.sh my-v4-32 us-central2-b -- --config configs/libero_rrd.py \
 #          --workdir gs://bucket/runs/v4 --config.data.dataset_dir=/data/libero_10_no_noops/1.0.0
 #
@@ -11,7 +11,7 @@
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
-  echo "usage: launch/tpu_vm.sh TPU_NAME ZONE [--project P] -- <rrd_jax.train arguments>" >&2
+  echo "usage: launch/tpu_vm.sh TPU_NAME ZONE [--project P] -- <rrd_jax.cli.train arguments>" >&2
   exit 2
 fi
 tpu_name="$1"
@@ -29,4 +29,4 @@ repo_dir="${REPO_DIR:-~/rrd_jax}"
 train_args="$(printf '%q ' "$@")"
 
 gcloud compute tpus tpu-vm ssh "$tpu_name" --zone "$zone" "${gcloud_args[@]}" --worker=all \
-  --command "cd ${repo_dir} && .venv/bin/python -m rrd_jax.train ${train_args}"
+  --command "cd ${repo_dir} && .venv/bin/python -m rrd_jax.cli.train ${train_args}"

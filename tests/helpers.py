@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from rrd_jax import config_utils
+from rrd_jax.config import loading
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -16,7 +16,7 @@ def tiny_config(dataset_dir, **overrides):
            "train.num_steps": 6, "train.log_every_steps": 2, "eval.every_steps": 3,
            "eval.batches": 1, "eval.episodes": 4, "train.predict_batch_size": 16}
   small.update(overrides)
-  return config_utils.load_config(overrides=small)
+  return loading.load_config(overrides=small)
 
 
 def read_episodes(dataset_dir):

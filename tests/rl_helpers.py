@@ -5,14 +5,14 @@ import os
 import jax
 import numpy as np
 
-from rrd_jax import config_utils
+from rrd_jax.config import loading
 from rrd_jax.rl import envs, replay
 
 CONFIG_FILE = "configs/mujoco_rrd_sac.py"
 
 
 def online_config(repo_root, variant="pendulum", **overrides):
-  return config_utils.load_config(os.path.join(repo_root, CONFIG_FILE), variant, overrides)
+  return loading.load_config(os.path.join(repo_root, CONFIG_FILE), variant, overrides)
 
 
 def make_episode(length, obs_size=3, act_size=2, dense=None, terminal=False, seed=0):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks import accelerator, reward_step, run as bench_run
-from rrd_jax import parallel
+from rrd_jax.run import parallel
 
 THROUGHPUT = ("throughput_32x32_128px", 32, 32, 128)
 
@@ -224,13 +224,13 @@ def test_rendered_frames_are_the_rlds_datasets(tmp_path):
   rewards; frames within the dataset's JPEG error."""
   pytest.importorskip("tensorflow_datasets")
   import re  # pylint: disable=import-outside-toplevel
-  from rrd_jax import reward_setup  # pylint: disable=import-outside-toplevel
-  from rrd_jax.inputs import ModelInputs  # pylint: disable=import-outside-toplevel
+  from rrd_jax.config.inputs import ModelInputs  # pylint: disable=import-outside-toplevel
+  from rrd_jax.train import prepare  # pylint: disable=import-outside-toplevel
   plan = dataclasses.replace(accelerator.QUICK, **TINY_CACHE)
   episodes, lengths, size = plan.cache_episodes, plan.cache_lengths, plan.cache_image_size
   facts = accelerator.generate_dataset(episodes, lengths, size, str(tmp_path))
   config = accelerator.cache_config(facts["dir"], plan)
-  data = reward_setup.open_training_data(config, log=lambda *_: None)
+  data = prepare.open_training_data(config, log=lambda *_: None)
   from rrd_jax.data import cache  # pylint: disable=import-outside-toplevel
   decoded = cache.build_table(data.loader, data.train_ids, progress=False)
   rendered = accelerator.RenderedLoader(accelerator.render_episodes(episodes, lengths, size),
@@ -277,7 +277,7 @@ def test_goals_and_summary():
 def test_seed_commands_are_the_legacy_command_and_its_cached_equivalent(tmp_path):
   runs = accelerator.seed_commands("/data/libero_10/1.0.0", accelerator.FULL, str(tmp_path))
   legacy_args, cwd, workdir = runs["streaming"]
-  assert legacy_args[:2] == ["-m", "rrd_jax.legacy"] and "--cuda" in legacy_args
+  assert legacy_args[:2] == ["-m", "rrd_jax.cli.pytorch_flags"] and "--cuda" in legacy_args
   flags = {a: legacy_args[i + 1] for i, a in enumerate(legacy_args)
            if a.startswith("--") and a != "--cuda"}
   assert flags["--libero_dataset_path"] == "/data/libero_10/1.0.0"
@@ -285,7 +285,7 @@ def test_seed_commands_are_the_legacy_command_and_its_cached_equivalent(tmp_path
   assert (flags["--rrd_batch_size"], flags["--rrd_sample_size"]) == ("32", "32")
   assert workdir == os.path.join(cwd, "log", accelerator.SEED_TAG)
   train_args, cwd, workdir = runs["device_cached"]
-  assert train_args[:2] == ["-m", "rrd_jax.train"] and "--config.data.cache=device" in train_args
+  assert train_args[:2] == ["-m", "rrd_jax.cli.train"] and "--config.data.cache=device" in train_args
   for override in ("--config.train.num_steps=500", "--config.rrd.episodes_per_batch=1",
                    "--config.data.image_size=256", "--config.rrd.loss_form=return",
                    "--config.data.dataset_dir=/data/libero_10/1.0.0"):

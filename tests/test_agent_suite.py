@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks import agent_suite
 from configs import mujoco_rrd_sac
-from rrd_jax import schema
+from rrd_jax.config import schema
 
 
 @pytest.mark.parametrize("backend", ["mjx", "gymnasium"])

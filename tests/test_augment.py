@@ -1,12 +1,12 @@
-"""rrd_jax/augment.py: the DrQ shift against a NumPy reference, its (seed, step) determinism,
+"""rrd_jax/model/augment.py: the DrQ shift against a NumPy reference, its (seed, step) determinism,
 o / o' alignment, the wrist camera's own draw, and where it applies (pixel training only)."""
 
 import jax
 import numpy as np
 import pytest
 
-from rrd_jax import step as step_lib
-from rrd_jax.augment import Augmentation, random_shift
+from rrd_jax.model.augment import Augmentation, random_shift
+from rrd_jax.train import step as step_lib
 from tests.helpers import tiny_config
 
 

@@ -11,10 +11,10 @@ import textwrap
 import numpy as np
 import pytest
 
+from rrd_jax.config.inputs import ModelInputs
 from rrd_jax.data import pipeline, rlds
 from rrd_jax.data.sampling import SamplerOptions
-from rrd_jax.errors import UserError
-from rrd_jax.inputs import ModelInputs
+from rrd_jax.util.errors import UserError
 from tests.helpers import ROOT, damage_frames
 
 KEYS = rlds.FeatureKeys()
@@ -98,10 +98,10 @@ def test_skip_bad_episodes_decodes_every_frame_once_and_counts_the_bad_episodes(
 
 SCRIPT = textwrap.dedent("""
     import atexit, sys
+    from rrd_jax.config.inputs import ModelInputs
     from rrd_jax.data import pipeline, rlds
     from rrd_jax.data.sampling import SamplerOptions
-    from rrd_jax.errors import UserError
-    from rrd_jax.inputs import ModelInputs
+    from rrd_jax.util.errors import UserError
     if sys.argv[2] == "no_exit_close":  # without the safety net this process hangs at exit
       atexit.unregister(pipeline.close_open_streams)
     keys = rlds.FeatureKeys()

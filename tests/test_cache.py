@@ -4,11 +4,11 @@ the device cache draws with the same law from the same frames, inside jit."""
 import numpy as np
 import pytest
 
-from rrd_jax import parallel
+from rrd_jax.config.inputs import ModelInputs
 from rrd_jax.data import cache, pipeline, rlds, source
 from rrd_jax.data.pipeline import EpisodeLoader
 from rrd_jax.data.sampling import SamplerOptions
-from rrd_jax.inputs import ModelInputs
+from rrd_jax.run import parallel
 
 KEYS = rlds.FeatureKeys()
 

@@ -30,7 +30,7 @@ TINY_FLAGS = [
 
 def message_lines(stderr):
   """Non-empty stderr lines. Nothing may precede our message: TensorFlow's start-up lines are
-  dropped (rrd_jax/quiet_start.py), so they count here if they come back."""
+  dropped (rrd_jax/util/quiet_start.py), so they count here if they come back."""
   return [line for line in stderr.splitlines() if line.strip()]
 
 
@@ -68,15 +68,15 @@ def _cases(e):
   fresh = lambda name: os.path.join(e.tmp, "workdirs", name)
   return {
       # a. dataset directory does not exist
-      "missing_dataset": ("rrd_jax.train", train(fresh("missing_dataset"), ds(e.missing_dir), *TINY_FLAGS),
+      "missing_dataset": ("rrd_jax.cli.train", train(fresh("missing_dataset"), ds(e.missing_dir), *TINY_FLAGS),
                           [e.missing_dir, "does not exist"]),
       # b. a directory that is not a dataset version directory
-      "empty_dataset_dir": ("rrd_jax.train", train(fresh("empty_dataset_dir"), ds(e.empty_dir), *TINY_FLAGS),
+      "empty_dataset_dir": ("rrd_jax.cli.train", train(fresh("empty_dataset_dir"), ds(e.empty_dir), *TINY_FLAGS),
                             [e.empty_dir, "dataset_info.json"]),
-      "dataset_parent_dir": ("rrd_jax.train", train(fresh("dataset_parent_dir"), ds(e.parent_dir), *TINY_FLAGS),
+      "dataset_parent_dir": ("rrd_jax.cli.train", train(fresh("dataset_parent_dir"), ds(e.parent_dir), *TINY_FLAGS),
                              [e.parent_dir, "dataset_info.json", e.version_name]),
       # c. a configured feature key the dataset lacks
-      "missing_feature_key": ("rrd_jax.train",
+      "missing_feature_key": ("rrd_jax.cli.train",
                               train(fresh("missing_feature_key"), ds(e.dataset_dir), *TINY_FLAGS,
                                     "--config.data.proprio_key=observation/nope"),
                               ["data.proprio_key", "observation/nope",
@@ -84,55 +84,55 @@ def _cases(e):
                                "observation/joint_state, observation/state"]),
       # d. invalid config values
       "bias_correction_sample_size_1": (
-          "rrd_jax.train", train(fresh("bias_correction_sample_size_1"), ds(e.dataset_dir), *TINY_FLAGS,
+          "rrd_jax.cli.train", train(fresh("bias_correction_sample_size_1"), ds(e.dataset_dir), *TINY_FLAGS,
                                  "--config.rrd.sample_size=1", "--config.rrd.bias_correction=True"),
           ["rrd.bias_correction", "rrd.sample_size", "got 1"]),
-      "episodes_per_batch_0": ("rrd_jax.train",
+      "episodes_per_batch_0": ("rrd_jax.cli.train",
                                train(fresh("episodes_per_batch_0"), ds(e.dataset_dir), *TINY_FLAGS,
                                      "--config.rrd.episodes_per_batch=0"),
                                ["rrd.episodes_per_batch", "got 0"]),
-      "image_size_0": ("rrd_jax.train", train(fresh("image_size_0"), ds(e.dataset_dir), *TINY_FLAGS,
+      "image_size_0": ("rrd_jax.cli.train", train(fresh("image_size_0"), ds(e.dataset_dir), *TINY_FLAGS,
                                               "--config.data.image_size=0"),
                        ["data.image_size", "got 0"]),
-      "loss_form_bogus": ("rrd_jax.train", train(fresh("loss_form_bogus"), ds(e.dataset_dir), *TINY_FLAGS,
+      "loss_form_bogus": ("rrd_jax.cli.train", train(fresh("loss_form_bogus"), ds(e.dataset_dir), *TINY_FLAGS,
                                                  "--config.rrd.loss_form=bogus"),
                           ["rrd.loss_form", "bogus"]),
-      "model_kind_bogus": ("rrd_jax.train", train(fresh("model_kind_bogus"), ds(e.dataset_dir), *TINY_FLAGS,
+      "model_kind_bogus": ("rrd_jax.cli.train", train(fresh("model_kind_bogus"), ds(e.dataset_dir), *TINY_FLAGS,
                                                   "--config.model.kind=bogus"),
                            ["model.kind", "bogus"]),
-      "device_cache_too_big": ("rrd_jax.train",
+      "device_cache_too_big": ("rrd_jax.cli.train",
                                train(fresh("device_cache_too_big"), ds(e.dataset_dir), *TINY_FLAGS,
                                      "--config.data.cache=device",
                                      "--config.data.cache_memory_gib=1e-5"),
                                ["data.cache=device needs", "per device", "0.01 MiB available",
                                 "data.image_size", "more devices", "data.cache=none"]),
       # e. unknown config key
-      "unknown_config_key": ("rrd_jax.train", train(fresh("unknown_config_key"), ds(e.dataset_dir), *TINY_FLAGS,
+      "unknown_config_key": ("rrd_jax.cli.train", train(fresh("unknown_config_key"), ds(e.dataset_dir), *TINY_FLAGS,
                                                     "--config.rrd.nope=3"),
                              ["nope"]),
       # --config: a missing config file, an unknown variant of the config file
-      "config_file_missing": ("rrd_jax.train",
+      "config_file_missing": ("rrd_jax.cli.train",
                               ["--workdir", fresh("config_file_missing"), "--config", "configs/nope.py"],
                               ["configs/nope.py"]),
-      "config_variant_unknown": ("rrd_jax.train",
+      "config_variant_unknown": ("rrd_jax.cli.train",
                                  ["--workdir", fresh("config_variant_unknown"), "--config",
                                   "configs/libero_rrd.py:bogus"],
                                  ["bogus"]),
       # f. the workdir already holds a finished run
       # (the same config would resume it; a different one is refused)
-      "existing_run": ("rrd_jax.train", train(e.run_dir, ds(e.dataset_dir), *TINY_FLAGS,
+      "existing_run": ("rrd_jax.cli.train", train(e.run_dir, ds(e.dataset_dir), *TINY_FLAGS,
                                               "--config.seed=5"),
                        [e.run_dir, "different config", "seed", "overwrite"]),
       # g. no --workdir
-      "missing_workdir": ("rrd_jax.train",
+      "missing_workdir": ("rrd_jax.cli.train",
                           ["--config", "configs/libero_rrd.py", ds(e.dataset_dir), *TINY_FLAGS],
                           ["--workdir"]),
       # predict: a workdir that is not a training run
-      "predict_not_a_run": ("rrd_jax.predict",
+      "predict_not_a_run": ("rrd_jax.infer.predict",
                             ["--workdir", e.empty_workdir, "--out", e.never_written_out],
                             [os.path.join(e.empty_workdir, "config.json")]),
       # predict: --out already holds predictions
-      "predict_existing_out": ("rrd_jax.predict", ["--workdir", e.run_dir, "--out", e.preds_dir],
+      "predict_existing_out": ("rrd_jax.infer.predict", ["--workdir", e.run_dir, "--out", e.preds_dir],
                                [e.preds_dir]),
   }
 
@@ -140,7 +140,8 @@ def _cases(e):
 @pytest.fixture(scope="module")
 def cli(tiny_dataset_dir, repo_root, tmp_path_factory):
   """Makes a finished tiny run (+ predictions), then runs every case; (env, {name: result})."""
-  from rrd_jax import predict, train  # pylint: disable=import-outside-toplevel
+  from rrd_jax.cli import train
+  from rrd_jax.infer import predict  # pylint: disable=import-outside-toplevel
 
   e = Env()
   e.tmp = str(tmp_path_factory.mktemp("cli_errors"))
@@ -222,7 +223,7 @@ def test_existing_predictions_are_untouched(cli):
     ("user", 2, "error: bad value"), ("interrupted", 143, "stopped by SIGTERM: saved"),
     ("ctrl_c", 130, "interrupted by Ctrl-C.")])
 def test_cli_main_ends_each_way_with_one_line_and_its_exit_code(raised, code, line, capsys):
-  from rrd_jax import errors  # pylint: disable=import-outside-toplevel
+  from rrd_jax.util import errors  # pylint: disable=import-outside-toplevel
 
   @errors.cli_main
   def main():

@@ -270,7 +270,7 @@ def _cases(e):
   ds = lambda d: f"--config.data.dataset_dir={d}"
 
   def train(name, dataset_dir, *flags, workdir=None):
-    return ("rrd_jax.train", ["--workdir", workdir or fresh(name), "--config",
+    return ("rrd_jax.cli.train", ["--workdir", workdir or fresh(name), "--config",
                               "configs/libero_rrd.py", ds(dataset_dir), *TINY_FLAGS, *flags])
 
   def case(name, dataset_dir, flags, expected, workdir=None):
@@ -345,19 +345,19 @@ def _cases(e):
       # Output paths that cannot be used.
       case("workdir_is_a_file", e.tiny, [], [e.workdir_file], workdir=e.workdir_file),
       case("workdir_not_writable", e.tiny, [], [e.readonly_workdir], workdir=e.readonly_workdir),
-      tool("relabel_out_is_a_dataset", "rrd_jax.relabel",
+      tool("relabel_out_is_a_dataset", "rrd_jax.infer.relabel",
            ["--workdir", e.run_dir, "--out", e.short_some],
            [e.short_some, "already holds a dataset"]),
-      tool("relabel_dataset_missing", "rrd_jax.relabel",
+      tool("relabel_dataset_missing", "rrd_jax.infer.relabel",
            ["--workdir", e.run_dir, "--dataset_dir", e.missing_dataset, "--out", e.never_written],
            [e.missing_dataset, "does not exist"]),
-      tool("predict_dataset_missing", "rrd_jax.predict",
+      tool("predict_dataset_missing", "rrd_jax.infer.predict",
            ["--workdir", e.run_dir, "--dataset_dir", e.missing_dataset, "--out", e.never_written],
            [e.missing_dataset, "does not exist"]),
-      tool("legacy_dataset_missing", "rrd_jax.legacy",
+      tool("legacy_dataset_missing", "rrd_jax.cli.pytorch_flags",
            ["--libero_dataset_path", e.missing_dataset, *legacy_args],
            ["--libero_dataset_path", e.missing_dataset, "does not exist"], cwd=e.legacy_cwd),
-      tool("legacy_unknown_flag", "rrd_jax.legacy",
+      tool("legacy_unknown_flag", "rrd_jax.cli.pytorch_flags",
            ["--libero_dataset_path", e.tiny, "--bogus_flag", "3", *legacy_args],
            ["--bogus_flag"], cwd=e.legacy_cwd),
   ]

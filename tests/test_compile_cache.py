@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "n
 
 def _train(workdir, dataset_dir, *flags):
   return subprocess.run(
-      [sys.executable, "-m", "rrd_jax.train", "--workdir", workdir,
+      [sys.executable, "-m", "rrd_jax.cli.train", "--workdir", workdir,
        f"--config.data.dataset_dir={dataset_dir}", *TINY_FLAGS, *flags],
       cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
       timeout=300, check=False)

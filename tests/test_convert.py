@@ -12,15 +12,15 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from rrd_jax.data import convert_libero_hdf5 as convert_lib
 from rrd_jax.data import embedded, rlds
-from rrd_jax.errors import UserError
-from tests import libero_hdf5
+from rrd_jax.data import libero_hdf5 as convert_lib
+from rrd_jax.util.errors import UserError
+from tests import hdf5_demos
 from tests.test_cli_errors import message_lines, snapshot
 
 SIZE = 16
 # (file, demo number) of every converted episode, in dataset order (demo_5 has 1 step: skipped).
-EPISODES = [(name, demo) for name, demos in libero_hdf5.DEMO_FILES.items()
+EPISODES = [(name, demo) for name, demos in hdf5_demos.DEMO_FILES.items()
             for demo in sorted(demos) if demos[demo][0] >= 2]
 
 
@@ -43,7 +43,7 @@ def source(demo_dir, name, demo):
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
-  return libero_hdf5.write_demo_dir(str(tmp_path_factory.mktemp("hdf5") / "libero_goal"), SIZE)
+  return hdf5_demos.write_demo_dir(str(tmp_path_factory.mktemp("hdf5") / "libero_goal"), SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def converted(demo_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def filtered(demo_dir, tmp_path_factory):
   """The --filter_noops conversion, resized to 24 px, 2 episodes per shard, from a file list."""
-  files = ",".join(os.path.join(demo_dir, name) for name in libero_hdf5.DEMO_FILES)
+  files = ",".join(os.path.join(demo_dir, name) for name in hdf5_demos.DEMO_FILES)
   return convert_lib.convert(files, str(tmp_path_factory.mktemp("out")), image_size=24,
                              filter_noops=True, name="goal_filtered", shard_episodes=2,
                              log=lambda *_: None)
@@ -70,11 +70,11 @@ def test_layout_counts_and_log(converted):
   assert any("Skipping 1 demo" in line for line in logs)
   builder = rlds.open_builder(version_dir)
   index = rlds.build_index(builder, rlds.FeatureKeys())
-  expected_lengths = [libero_hdf5.DEMO_FILES[name][demo][0] for name, demo in EPISODES]
+  expected_lengths = [hdf5_demos.DEMO_FILES[name][demo][0] for name, demo in EPISODES]
   assert index.lengths.tolist() == expected_lengths
   assert builder.info.splits["train"].num_examples == len(EPISODES) == 6
   np.testing.assert_allclose(index.returns, 1.0)
-  assert index.instructions == [libero_hdf5.INSTRUCTIONS[name] for name, _ in EPISODES]
+  assert index.instructions == [hdf5_demos.INSTRUCTIONS[name] for name, _ in EPISODES]
 
 
 def test_features_are_the_libero_spec(converted):
@@ -107,19 +107,19 @@ def test_episode_contents_and_flip(converted, demo_dir):
     np.testing.assert_array_equal(steps["is_first"], np.arange(len(last)) == 0)
     np.testing.assert_array_equal(steps["is_last"], last)
     np.testing.assert_array_equal(steps["is_terminal"], last)
-    assert {s.decode() for s in steps["language_instruction"]} == {libero_hdf5.INSTRUCTIONS[name]}
+    assert {s.decode() for s in steps["language_instruction"]} == {hdf5_demos.INSTRUCTIONS[name]}
 
 
 def test_noop_filtering(filtered, demo_dir):
   builder, episodes = read_episodes(filtered)
   assert filtered.endswith(os.path.join("goal_filtered", "1.0.0"))
-  assert builder.info.metadata["noop_steps_dropped"] == libero_hdf5.NOOPS_DROPPED
-  total = sum(libero_hdf5.DEMO_FILES[name][demo][0] for name, demo in EPISODES)
-  assert sum(len(e["steps"]["reward"]) for e in episodes) == total - libero_hdf5.NOOPS_DROPPED
+  assert builder.info.metadata["noop_steps_dropped"] == hdf5_demos.NOOPS_DROPPED
+  total = sum(hdf5_demos.DEMO_FILES[name][demo][0] for name, demo in EPISODES)
+  assert sum(len(e["steps"]["reward"]) for e in episodes) == total - hdf5_demos.NOOPS_DROPPED
   assert len(builder.info.splits["train"].shard_lengths) == math.ceil(len(EPISODES) / 2)
   for episode, (name, demo) in zip(episodes, EPISODES):
     src = source(demo_dir, name, demo)
-    length, noops, _ = libero_hdf5.DEMO_FILES[name][demo]
+    length, noops, _ = hdf5_demos.DEMO_FILES[name][demo]
     keep = np.asarray([t not in noops for t in range(length)])
     steps = episode["steps"]
     np.testing.assert_array_equal(steps["action"], src["actions"][keep])
@@ -128,7 +128,7 @@ def test_noop_filtering(filtered, demo_dir):
     assert steps["observation"]["image"].shape == (keep.sum(), 24, 24, 3)
     resized = convert_lib._resize(src["obs/agentview_rgb"][keep][:, ::-1, ::-1], 24)
     assert np.abs(steps["observation"]["image"].astype(np.float32) - resized).mean() < 4.0
-  assert EPISODES[1][1] == 2 and 7 in libero_hdf5.DEMO_FILES[EPISODES[1][0]][2][1]  # last step
+  assert EPISODES[1][1] == 2 and 7 in hdf5_demos.DEMO_FILES[EPISODES[1][0]][2][1]  # last step
 
 
 def test_noop_rule_matches_openvla():
@@ -172,7 +172,7 @@ def _bad_file(tmp_path, kind):
     with open(path, "w", encoding="utf-8") as f:
       f.write("not an hdf5 file\n")
     return path
-  libero_hdf5.write_file(path, {0: (4, (), ()), 3: (5, (), ())}, SIZE)
+  hdf5_demos.write_file(path, {0: (4, (), ()), 3: (5, (), ())}, SIZE)
   if kind == "truncated":
     with open(path, "r+b") as f:
       f.truncate(os.path.getsize(path) // 2)
@@ -190,7 +190,7 @@ def _bad_file(tmp_path, kind):
       demo["actions"][2, 1] = np.nan
     elif kind == "short":
       for name in ("demo_0", "demo_3"):
-        for key, value in libero_hdf5.demo_arrays(0, 1).items():
+        for key, value in hdf5_demos.demo_arrays(0, 1).items():
           del f["data"][name][key]
           f["data"][name][key] = value
   return path
@@ -272,7 +272,7 @@ def test_cli(tmp_path, repo_root, converted, demo_dir):
   env = dict(os.environ, PYTHONPATH=repo_root)
 
   def run(argv):
-    return subprocess.run([sys.executable, "-m", "rrd_jax.data.convert_libero_hdf5", *argv],
+    return subprocess.run([sys.executable, "-m", "rrd_jax.cli.convert_libero", *argv],
                           cwd=repo_root, env=env, capture_output=True, text=True, timeout=120,
                           check=False)
 
@@ -296,4 +296,4 @@ def test_cli(tmp_path, repo_root, converted, demo_dir):
   assert ok.stdout.splitlines()[-1] == version_dir
   index = rlds.build_index(rlds.open_builder(version_dir), rlds.FeatureKeys())
   assert len(index) == len(EPISODES)
-  assert index.lengths.sum() == sum(libero_hdf5.DEMO_FILES[n][d][0] for n, d in EPISODES) - 4
+  assert index.lengths.sum() == sum(hdf5_demos.DEMO_FILES[n][d][0] for n, d in EPISODES) - 4

@@ -16,8 +16,12 @@ import jax
 import numpy as np
 import pytest
 
-from rrd_jax import checkpoint, config_utils, errors, files, lifecycle, reward_setup, train
-from rrd_jax.errors import UserError
+from rrd_jax.cli import train
+from rrd_jax.config import loading
+from rrd_jax.run import checkpoint, lifecycle
+from rrd_jax.train import prepare
+from rrd_jax.util import errors, files
+from rrd_jax.util.errors import UserError
 from tests.helpers import ROOT, tiny_config
 from tests.test_cli_errors import TINY_FLAGS, assert_one_sentence_error
 
@@ -27,7 +31,7 @@ quiet = lambda *_: None  # noqa: E731
 
 
 def _params(workdir):
-  return reward_setup.restore_run_state(workdir)[0].params
+  return prepare.restore_run_state(workdir)[0].params
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +60,7 @@ def test_a_torn_config_json_is_one_sentence(tmp_path):
     with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
       f.write(content)
     with pytest.raises(UserError, match=reason) as e:
-      config_utils.read_run_config(workdir)
+      loading.read_run_config(workdir)
     assert os.path.join(workdir, "config.json") in str(e.value)
 
 
@@ -115,7 +119,7 @@ def test_a_copied_workdir_resumes_from_its_own_checkpoints(reference, tiny_datas
   original = {p: os.path.getmtime(p) for p in glob.glob(os.path.join(reference, "**"),
                                                          recursive=True)}
   workdir = _copy(reference, tmp_path, "copy")
-  _, facts = config_utils.read_run_config(workdir)
+  _, facts = loading.read_run_config(workdir)
   assert facts["checkpoint_dir"] == "checkpoints"  # relative to the workdir
   more = tiny_config(tiny_dataset_dir, **dict(STEPS, **{"train.num_steps": 8}))
   train.train_and_evaluate(more, workdir, log=quiet)
@@ -268,7 +272,8 @@ def _mount_tmpfs(path, size):
 
 NO_SPACE_CHECK = """
 import sys
-from rrd_jax import checkpoint, train
+from rrd_jax.cli import train
+from rrd_jax.run import checkpoint
 checkpoint._space_shortfall = lambda *_: None  # so that orbax's writer meets the full disk
 sys.argv[0] = "rrd-train"
 train.main()
@@ -284,7 +289,7 @@ def test_a_full_disk_under_the_cli_is_one_sentence_and_the_rerun_resumes(
   save_bytes = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in
                    os.walk(os.path.join(reference, "checkpoints", "steps", "2")) for name in names)
   estimate = checkpoint.SPACE_MARGIN + sum(  # what the space check asks for (arrays + margin)
-      leaf.nbytes for leaf in jax.tree.leaves(reward_setup.restore_run_state(reference)[0]))
+      leaf.nbytes for leaf in jax.tree.leaves(prepare.restore_run_state(reference)[0]))
   pages = lambda n: f"{(int(n) + 128 * 1024) // 4096 * 4096}"  # + config, metrics, events
   sizes = [pages(estimate + save_bytes / 2), pages(save_bytes * 1.6)]
   flags = ["--config", "configs/libero_rrd.py", *TINY_FLAGS, f"--config.data.dataset_dir="
@@ -294,7 +299,7 @@ def test_a_full_disk_under_the_cli_is_one_sentence_and_the_rerun_resumes(
   env.pop("XLA_FLAGS", None)
 
   def train_cli(workdir, *prefix):
-    command = [sys.executable, *(prefix or ["-m", "rrd_jax.train"]), "--workdir", workdir, *flags]
+    command = [sys.executable, *(prefix or ["-m", "rrd_jax.cli.train"]), "--workdir", workdir, *flags]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=300, check=False)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from rrd_jax import evaluation
-from rrd_jax.evaluation import reward_statistics
+from rrd_jax.train import evaluation
+from rrd_jax.train.evaluation import reward_statistics
 
 
 def episodes(seed=0, n=6):

@@ -1,4 +1,4 @@
-"""rrd_jax.inspect: its numbers vs build_index, the constant-return warning, the plot, errors."""
+"""rrd_jax.data.describe: its numbers vs build_index, the constant-return warning, the plot, errors."""
 
 import collections
 import concurrent.futures
@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from rrd_jax import inspect as inspect_lib
-from rrd_jax.data import convert_libero_hdf5, rlds
+from rrd_jax.data import libero_hdf5, rlds
+from rrd_jax.data import describe as inspect_lib
 from rrd_jax.data import returns as returns_lib
-from rrd_jax.errors import UserError
-from tests import libero_hdf5
+from rrd_jax.util.errors import UserError
+from tests import hdf5_demos
 from tests.test_cli_errors import message_lines
 
 
@@ -21,8 +21,8 @@ from tests.test_cli_errors import message_lines
 def demo_dataset(tmp_path_factory):
   """LIBERO-like demos converted from HDF5: every return is 1."""
   root = tmp_path_factory.mktemp("inspect")
-  demo_dir = libero_hdf5.write_demo_dir(str(root / "hdf5"))
-  return convert_libero_hdf5.convert(demo_dir, str(root / "out"), image_size=16,
+  demo_dir = hdf5_demos.write_demo_dir(str(root / "hdf5"))
+  return libero_hdf5.convert(demo_dir, str(root / "out"), image_size=16,
                                      log=lambda *_: None)
 
 
@@ -97,7 +97,7 @@ def test_cli(demo_dataset, tmp_path, repo_root):
   env = dict(os.environ, PYTHONPATH=repo_root)
 
   def run(argv):
-    return subprocess.run([sys.executable, "-m", "rrd_jax.inspect", *argv], cwd=repo_root,
+    return subprocess.run([sys.executable, "-m", "rrd_jax.cli.inspect_data", *argv], cwd=repo_root,
                           env=env, capture_output=True, text=True, timeout=120, check=False)
 
   with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:

@@ -11,7 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 from scipy import stats
 
-from rrd_jax import train
+from rrd_jax.cli import train
 from rrd_jax.rl import learner, replay, rewards
 from tests.rl_helpers import filled_buffer, make_episode, online_config
 

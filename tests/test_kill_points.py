@@ -14,7 +14,8 @@ import jax
 import numpy as np
 import pytest
 
-from rrd_jax import checkpoint, reward_setup
+from rrd_jax.run import checkpoint
+from rrd_jax.train import prepare
 from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.slow,
@@ -37,7 +38,7 @@ KILL_POINTS = ("config.json.tmp", "checkpoints/steps/2.orbax-checkpoint-tmp",
 
 
 def _train(workdir, dataset_dir, kill_at=None, flags=FLAGS):
-  command = [sys.executable, "-m", "rrd_jax.train", "--workdir", workdir, *flags,
+  command = [sys.executable, "-m", "rrd_jax.cli.train", "--workdir", workdir, *flags,
              f"--config.data.dataset_dir={dataset_dir}"]
   if kill_at:  # SIGKILL on entering the first rename of this path (before it happens)
     command = ["strace", "-f", "-qq", "-o", os.devnull, "-P", os.path.join(workdir, kill_at),
@@ -48,7 +49,7 @@ def _train(workdir, dataset_dir, kill_at=None, flags=FLAGS):
 
 
 def _final(workdir):
-  state, meta = reward_setup.restore_run_state(workdir)
+  state, meta = prepare.restore_run_state(workdir)
   with open(os.path.join(workdir, "final_metrics.json"), encoding="utf-8") as f:
     return state.params, meta["sampler"]["next_step"], json.load(f)
 
@@ -87,7 +88,7 @@ def test_the_agent_killed_in_its_checkpoint_save_resumes(tmp_path):
            "--config.train.warmup_steps=400", "--config.eval.every_steps=600",
            "--config.eval.episodes=1", "--config.checkpoint.every_steps=400",
            "--config.sac.batch_size=32"]
-  base = [sys.executable, "-m", "rrd_jax.train", "--workdir", workdir, *flags]
+  base = [sys.executable, "-m", "rrd_jax.cli.train", "--workdir", workdir, *flags]
   target = os.path.join(workdir, "checkpoints", "steps", "800.orbax-checkpoint-tmp")
   killed = subprocess.run(
       ["strace", "-f", "-qq", "-o", os.devnull, "-P", target, "-e",

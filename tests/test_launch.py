@@ -65,7 +65,7 @@ def test_local_launcher_defaults_to_the_checkouts_venv_and_says_which(tmp_path, 
   assert f"launch/local.sh: 2 processes with {used}\n" in done.stderr
   calls = (tmp_path / ("path_calls" if active_venv else "calls")).read_text().splitlines()
   assert not (tmp_path / ("calls" if active_venv else "path_calls")).exists()
-  assert sorted(calls) == [f"-m rrd_jax.train --coordinator_address=127.0.0.1:12355 "
+  assert sorted(calls) == [f"-m rrd_jax.cli.train --coordinator_address=127.0.0.1:12355 "
                            f"--num_processes=2 --process_id={i} --workdir w" for i in (0, 1)]
 
 

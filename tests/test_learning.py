@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from rrd_jax import train
+from rrd_jax.cli import train
 from rrd_jax.data import embedded
 from tests.helpers import tiny_config
 

@@ -1,4 +1,4 @@
-"""rrd_jax.legacy: the PyTorch tool's flags, translated to configs/libero_rrd.py overrides and run."""
+"""rrd_jax.cli.pytorch_flags: the PyTorch tool's flags, translated to configs/libero_rrd.py overrides and run."""
 
 import ast
 import csv
@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from rrd_jax import config_utils, legacy, schema
-from rrd_jax.errors import UserError
+from rrd_jax.cli import pytorch_flags
+from rrd_jax.config import loading, schema
+from rrd_jax.util.errors import UserError
 
 # The seed command of shared/docs/RRD_REFERENCE.md (scripts/train.py flags), dataset path aside.
 SEED_ARGS = [
@@ -26,7 +27,7 @@ SEED_ARGS = [
 
 
 def translate(argv):
-  return legacy.translate(legacy.make_parser().parse_args(argv))
+  return pytorch_flags.translate(pytorch_flags.make_parser().parse_args(argv))
 
 
 def with_flag(argv, flag, value):
@@ -41,7 +42,7 @@ def with_flag(argv, flag, value):
 
 def config_of(argv):
   _, overrides = translate(argv)
-  return config_utils.load_config(overrides=overrides)
+  return loading.load_config(overrides=overrides)
 
 
 # --- flag mapping ------------------------------------------------------------------------------
@@ -49,7 +50,7 @@ def config_of(argv):
 
 def test_seed_command_mapping():
   workdir, overrides = translate(SEED_ARGS)
-  config = config_utils.load_config(overrides=overrides)
+  config = loading.load_config(overrides=overrides)
   assert workdir == os.path.join("log", "pretrain_RRD_Libero10")
   assert config.train.num_steps == 500  # epochs x cycles updates in reward-only mode
   assert config.rrd.episodes_per_batch == 1  # rrd_batch_size // rrd_sample_size
@@ -67,7 +68,7 @@ def test_seed_command_mapping():
 def test_seed_command_matches_seed_variant():
   """The config file's `seed` variant is documented as the seed command's shapes."""
   legacy_config = config_of(SEED_ARGS)
-  seed = config_utils.load_config(variant="seed")
+  seed = loading.load_config(variant="seed")
   for key in ("data.image_size", "rrd.sample_size", "rrd.episodes_per_batch", "rrd.loss_form",
               "train.num_steps"):
     section, field = key.split(".")
@@ -102,7 +103,7 @@ def test_defaults_without_tag():
   assert overrides["checkpoint.dir"] == os.path.abspath(os.path.join("log/checkpoints",
                                                                     "rrd-libero-10"))
   assert overrides["checkpoint.every_steps"] == 0  # --save_freq 0: no periodic checkpoints
-  schema.validate(config_utils.load_config(overrides=overrides))
+  schema.validate(loading.load_config(overrides=overrides))
 
 
 def _typed(text, default):
@@ -124,12 +125,12 @@ def _typed(text, default):
 ])
 def test_new_style_command_round_trips(argv):
   workdir, overrides = translate(argv)
-  command = legacy.new_style_command(workdir, overrides)
+  command = pytorch_flags.new_style_command(workdir, overrides)
   parts = shlex.split(command)
-  assert parts[:3] == ["python", "-m", "rrd_jax.train"]
+  assert parts[:3] == ["python", "-m", "rrd_jax.cli.train"]
   assert parts[parts.index("--workdir") + 1] == workdir
   assert parts[parts.index("--config") + 1] == "configs/libero_rrd.py"
-  default = config_utils.load_config()
+  default = loading.load_config()
   parsed = {}
   for part in parts:
     if part.startswith("--config."):
@@ -137,18 +138,18 @@ def test_new_style_command_round_trips(argv):
       section, field = key.split(".") if "." in key else (None, key)
       parsed[key] = _typed(text, default[section][field] if section else default[field])
   assert set(parsed) == set(overrides)
-  assert (config_utils.load_config(overrides=parsed).to_dict() ==
-          config_utils.load_config(overrides=overrides).to_dict())
+  assert (loading.load_config(overrides=parsed).to_dict() ==
+          loading.load_config(overrides=overrides).to_dict())
 
 
 def test_new_style_command_parses_with_the_train_flags(repo_root, monkeypatch):
-  """The printed command's flags parse with the same config_flags definition as rrd_jax.train."""
+  """The printed command's flags parse with the same config_flags definition as rrd_jax.cli.train."""
   from absl import flags  # pylint: disable=import-outside-toplevel
   from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
 
   monkeypatch.chdir(repo_root)
   workdir, overrides = translate(SEED_ARGS)
-  parts = shlex.split(legacy.new_style_command(workdir, overrides))
+  parts = shlex.split(pytorch_flags.new_style_command(workdir, overrides))
   flag_values = flags.FlagValues()
   config_flag = config_flags.DEFINE_config_file("config", "configs/libero_rrd.py", "",
                                                 flag_values=flag_values)
@@ -157,7 +158,7 @@ def test_new_style_command_parses_with_the_train_flags(repo_root, monkeypatch):
   monkeypatch.setattr(sys, "argv", argv)  # config_flags reads the overrides from sys.argv
   flag_values(argv)
   assert flag_values.workdir == workdir
-  assert config_flag.value.to_dict() == config_utils.load_config(overrides=overrides).to_dict()
+  assert config_flag.value.to_dict() == loading.load_config(overrides=overrides).to_dict()
 
 
 @pytest.mark.parametrize("flag,value,mentions", [
@@ -179,7 +180,7 @@ def test_bad_values_are_user_errors(flag, value, mentions):
 def test_bad_value_cli_prints_one_line_and_exits_2(capsys):
   """legacy.main: a UserError becomes `error: <sentence>` on stderr and exit status 2."""
   with pytest.raises(SystemExit) as excinfo:
-    legacy.main(with_flag(SEED_ARGS, "--env", "hopper"))
+    pytorch_flags.main(with_flag(SEED_ARGS, "--env", "hopper"))
   assert excinfo.value.code == 2
   captured = capsys.readouterr()
   lines = [line for line in captured.err.splitlines() if line.strip()]
@@ -201,7 +202,7 @@ def legacy_run(tiny_dataset_dir, repo_root, tmp_path_factory):
   cwd = str(tmp_path_factory.mktemp("legacy_cwd"))
   argv = E2E_ARGS + ["--libero_dataset_path", tiny_dataset_dir]
   env = dict(os.environ, PYTHONPATH=repo_root)
-  result = subprocess.run([sys.executable, "-m", "rrd_jax.legacy", *argv], cwd=cwd, env=env,
+  result = subprocess.run([sys.executable, "-m", "rrd_jax.cli.pytorch_flags", *argv], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
   return cwd, argv, env, result
 
@@ -215,8 +216,8 @@ def test_legacy_run_succeeds_and_prints_equivalent_command(legacy_run, monkeypat
   assert "Traceback" not in result.stderr
   monkeypatch.chdir(cwd)  # the checkpoint directory is made absolute from the run's cwd
   workdir, overrides = translate(argv)
-  assert legacy.new_style_command(workdir, overrides) in result.stdout
-  assert "python -m rrd_jax.train" in result.stdout
+  assert pytorch_flags.new_style_command(workdir, overrides) in result.stdout
+  assert "python -m rrd_jax.cli.train" in result.stdout
   if jax.default_backend() == "cpu":
     assert "--cuda: no accelerator found; running on CPU." in result.stdout
 
@@ -254,7 +255,7 @@ def test_legacy_run_checkpoints(legacy_run):
 def test_predict_on_legacy_run(legacy_run):
   cwd, _, env, _ = legacy_run
   result = subprocess.run(
-      [sys.executable, "-m", "rrd_jax.predict", "--workdir", os.path.join("log", "t1"),
+      [sys.executable, "-m", "rrd_jax.cli.predict", "--workdir", os.path.join("log", "t1"),
        "--out", "preds"], cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
       check=False)
   assert result.returncode == 0, result.stdout + result.stderr

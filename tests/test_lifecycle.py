@@ -1,4 +1,4 @@
-"""The pieces both loops share: rrd_jax/lifecycle.py, the one checkpoint module, and a train state
+"""The pieces both loops share: rrd_jax/run/lifecycle.py, the one checkpoint module, and a train state
 created from shapes alone."""
 
 import jax
@@ -6,11 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rrd_jax import checkpoint, config_utils, lifecycle, models, parallel
-from rrd_jax import step as step_lib
-from rrd_jax.errors import UserError
-from rrd_jax.inputs import ModelInputs
-from rrd_jax.progress import LineProgress
+from rrd_jax.config import loading
+from rrd_jax.config.inputs import ModelInputs
+from rrd_jax.model import networks
+from rrd_jax.run import checkpoint, lifecycle, parallel
+from rrd_jax.train import step as step_lib
+from rrd_jax.util.errors import UserError
+from rrd_jax.util.progress import LineProgress
 
 
 @pytest.mark.parametrize("before,after,every,expected", [
@@ -84,7 +86,7 @@ def test_checkpointer_saves_named_pytrees_and_meta(tmp_path):
                                         "model.use_instruction": True}])
 def test_train_state_from_shapes_alone(overrides):
   """No data batch: the params are those model.init gives on a batch of real arrays."""
-  config = config_utils.load_config(overrides={"data.image_size": 40, **overrides})
+  config = loading.load_config(overrides={"data.image_size": 40, **overrides})
   mesh = parallel.make_mesh()
   state = step_lib.create_train_state(config, 3, 8, 7, rng=jax.random.PRNGKey(5),
                                       sharding=parallel.replicated(mesh))
@@ -97,7 +99,7 @@ def test_train_state_from_shapes_alone(overrides):
            "wrist_image": rng.integers(0, 255, (6, 40, 40, 3), np.uint8),
            "instruction_id": rng.integers(0, 3, 6).astype(np.int32)}
   batch = {k: batch[k] for k in inputs.keys}
-  model = models.build_model(config.model, num_instructions=3)
+  model = networks.build_model(config.model, num_instructions=3)
   expected = jax.jit(model.init)(jax.random.PRNGKey(5), batch)
   jax.tree.map(np.testing.assert_array_equal, state.params, expected)
   assert state.apply_fn(state.params, batch).shape == (6,)

@@ -1,4 +1,4 @@
-"""Tests of rrd_jax.losses against an independent NumPy reference (RRD_REFERENCE.md, "Losses")."""
+"""Tests of rrd_jax.model.losses against an independent NumPy reference (RRD_REFERENCE.md, "Losses")."""
 
 import itertools
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rrd_jax.losses import rrd_episode_losses, rrd_loss
+from rrd_jax.model.losses import rrd_episode_losses, rrd_loss
 
 RTOL = 1e-5
 ATOL = 1e-6

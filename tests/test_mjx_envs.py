@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from mujoco import mjx
 
+from rrd_jax.config.schema import MUJOCO_ENVS
 from rrd_jax.rl import envs, mjx_envs, mjx_tasks
-from rrd_jax.schema import MUJOCO_ENVS
 
 
 def _close(ours, theirs, tolerance):

@@ -7,10 +7,12 @@ import ml_collections
 import numpy as np
 import pytest
 
-from rrd_jax import config_utils, models, schema, step as step_lib
+from rrd_jax.config import loading, schema
+from rrd_jax.config.inputs import ModelInputs
 from rrd_jax.data import source
-from rrd_jax.errors import UserError
-from rrd_jax.inputs import ModelInputs
+from rrd_jax.model import networks
+from rrd_jax.train import step as step_lib
+from rrd_jax.util.errors import UserError
 
 
 def model_config(**kw):
@@ -32,7 +34,7 @@ def inputs(n, size=40, seed=0):
 
 
 def init_apply(config, x, num_instructions=3):
-  model = models.build_model(config, num_instructions=num_instructions)
+  model = networks.build_model(config, num_instructions=num_instructions)
   keys = ModelInputs.from_model_config(config, image_size=1).keys
   params = model.init(jax.random.PRNGKey(0), {k: x[k] for k in keys})
   return model, params, keys
@@ -109,7 +111,7 @@ def test_low_dim_inputs_and_state_dims_choose_what_the_model_sees():
 
 
 def test_state_dims_outside_the_datasets_state_are_refused():
-  config = config_utils.load_config(variant="mlp", overrides={"model.state_dims": (0, 9, 12)})
+  config = loading.load_config(variant="mlp", overrides={"model.state_dims": (0, 9, 12)})
   with pytest.raises(UserError, match=r"model.state_dims \(9, 12\) are outside the dataset's "
                                       r"9-d observation state \(dimensions 0 to 8\)"):
     step_lib.create_train_state(config, 1, 9, 7)
@@ -118,18 +120,18 @@ def test_state_dims_outside_the_datasets_state_are_refused():
 
 
 def test_the_mlp_variant_is_a_state_only_reward_on_data_whose_state_holds_the_block():
-  config = config_utils.load_config(variant="mlp")
+  config = loading.load_config(variant="mlp")
   state = step_lib.create_train_state(config, 1, 10, 7)
   assert state.params["params"]["Dense_0"]["kernel"].shape[0] == 10  # s only: no a, no s - s'
   (component,) = source.components(config)
   assert component.embedded.block_in_state and component.embedded.task == "touch"
-  assert not source.components(config_utils.load_config())[0].embedded.block_in_state
+  assert not source.components(loading.load_config())[0].embedded.block_in_state
 
 
 def test_bfloat16_compute_keeps_float32_params_and_output():
   x = inputs(4)
   model32, params, keys = init_apply(model_config(), x)
-  model16 = models.build_model(model_config(dtype="bfloat16"), num_instructions=3)
+  model16 = networks.build_model(model_config(dtype="bfloat16"), num_instructions=3)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
   out32 = model32.apply(params, {k: x[k] for k in keys})
   out16 = model16.apply(params, {k: x[k] for k in keys})
@@ -155,10 +157,10 @@ def test_predict_sampled_vmaps_over_episodes():
 
 
 def test_too_small_images_for_the_trunk_are_rejected():
-  config = config_utils.load_config(overrides={"data.image_size": 32})
+  config = loading.load_config(overrides={"data.image_size": 32})
   with pytest.raises(UserError, match="data.image_size"):
     schema.validate(config)
-  schema.validate(config_utils.load_config(overrides={"data.image_size": 32,
+  schema.validate(loading.load_config(overrides={"data.image_size": 32,
                                                             "model.kind": "mlp"}))
 
 
@@ -167,7 +169,7 @@ class ReferenceTrunk(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    for features, size, stride in models.TRUNK_LAYERS:
+    for features, size, stride in networks.TRUNK_LAYERS:
       x = nn.relu(nn.Conv(features, (size, size), strides=(stride, stride), padding="VALID")(x))
     return x.reshape(x.shape[:-3] + (-1,))
 
@@ -178,7 +180,7 @@ def test_conv_trunk_computes_the_nn_conv_trunk(size, channels, impl):
   x = jax.random.uniform(jax.random.PRNGKey(size), (2, 3, size, size, channels), minval=-1.0)
   reference = ReferenceTrunk()
   params = reference.init(jax.random.PRNGKey(0), x)
-  trunk = models.ConvTrunk(conv_impl=impl)
+  trunk = networks.ConvTrunk(conv_impl=impl)
   # Same parameter names, shapes and initial values (checkpoints and seeds carry over).
   own = trunk.init(jax.random.PRNGKey(0), x)
   assert jax.tree.structure(own) == jax.tree.structure(params)
@@ -194,7 +196,7 @@ def test_conv_trunk_computes_the_nn_conv_trunk(size, channels, impl):
 
 
 def trunk_feature_size(size):
-  for _, kernel, stride in models.TRUNK_LAYERS:
+  for _, kernel, stride in networks.TRUNK_LAYERS:
     size = (size - kernel) // stride + 1
   return size
 
@@ -207,16 +209,16 @@ def test_conv_as_matmul_equals_strided_convolution():
     k = rng.normal(size=(kernel, kernel, channels, 4)).astype(np.float32)
     want = jax.lax.conv_general_dilated(x, k, (stride, stride), "VALID",
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    np.testing.assert_allclose(models.conv_as_matmul(x, k, stride), want, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(networks.conv_as_matmul(x, k, stride), want, rtol=1e-5, atol=1e-4)
 
 
 def test_conv_trunk_uses_matmuls_on_cpu_and_rejects_unknown_impls():
   x = jnp.zeros((1, 40, 40, 3))
-  params = models.ConvTrunk().init(jax.random.PRNGKey(0), x)
-  hlo = jax.jit(models.ConvTrunk().apply).lower(params, x).as_text()
+  params = networks.ConvTrunk().init(jax.random.PRNGKey(0), x)
+  hlo = jax.jit(networks.ConvTrunk().apply).lower(params, x).as_text()
   assert ("convolution" in hlo) == (jax.default_backend() != "cpu")
   with pytest.raises(ValueError, match="conv_impl"):
-    models.ConvTrunk(conv_impl="fft").init(jax.random.PRNGKey(0), x)
+    networks.ConvTrunk(conv_impl="fft").init(jax.random.PRNGKey(0), x)
 
 
 def test_pytorch_port_computes_the_same_loss_and_gradients():

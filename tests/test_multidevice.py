@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent("""
     import json
     import jax
     from tests.helpers import tiny_config
-    from rrd_jax import train
+    from rrd_jax.cli import train
     config = tiny_config({dataset!r}, **{{"rrd.episodes_per_batch": 8, "train.num_steps": 6,
                                          "train.log_every_steps": 1, "train.predict_batch_size": 16,
                                          "mesh.data": {mesh_data}}})

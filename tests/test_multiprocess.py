@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from rrd_jax import reward_setup, train
+from rrd_jax.cli import train
+from rrd_jax.train import prepare
 from tests.helpers import ROOT, tiny_config
 
 pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "not slow" skips them)
@@ -66,7 +67,7 @@ def test_two_processes_match_one(tiny_dataset_dir, tmp_path):
   np.testing.assert_allclose(losses(rows_two, "eval/loss"), losses(rows_one, "eval/loss"),
                              rtol=1e-4, atol=1e-7)
   # The checkpoint written by two processes restores in this single process.
-  restored_two, restored_one = reward_setup.restore_run_state(two)[0], reward_setup.restore_run_state(one)[0]
+  restored_two, restored_one = prepare.restore_run_state(two)[0], prepare.restore_run_state(one)[0]
   assert int(restored_two.step) == 6
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                restored_two.params, restored_one.params)

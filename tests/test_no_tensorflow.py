@@ -10,7 +10,7 @@ import pytest
 
 # Hides tensorflow, tensorflow_datasets and clu (and their submodules) as if not installed (import
 # raises ModuleNotFoundError, importlib.util.find_spec returns None, as etils probes), then runs
-# `python -m rrd_jax.train ARGS...`.
+# `python -m rrd_jax.cli.train ARGS...`.
 RUN_WITHOUT_TENSORFLOW = """
 import importlib.abc, importlib.machinery, runpy, sys
 
@@ -22,9 +22,9 @@ class NotInstalled(importlib.abc.MetaPathFinder):
 
 sys.meta_path[:] = [NotInstalled() if f is importlib.machinery.PathFinder else f
                     for f in sys.meta_path]
-sys.argv = ["rrd_jax.train", *sys.argv[1:]]
+sys.argv = ["rrd_jax.cli.train", *sys.argv[1:]]
 try:
-  runpy.run_module("rrd_jax.train", run_name="__main__", alter_sys=True)
+  runpy.run_module("rrd_jax.cli.train", run_name="__main__", alter_sys=True)
 finally:
   print("tensorflow imported:", "tensorflow" in sys.modules)
 """
@@ -61,7 +61,7 @@ def test_online_run_without_tensorflow(repo_root, tmp_path):
 
 
 def test_online_modules_do_not_import_tensorflow(repo_root):
-  script = ("import sys; import rrd_jax.train, rrd_jax.rl.agent_loop; "
+  script = ("import sys; import rrd_jax.cli.train, rrd_jax.rl.agent_loop; "
             "print(sorted(m for m in ('tensorflow', 'tensorflow_datasets', 'clu') "
             "if m in sys.modules))")
   result = _python(repo_root, ["-c", script], timeout=60)

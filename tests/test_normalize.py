@@ -7,9 +7,12 @@ import ml_collections
 import numpy as np
 import pytest
 
-from rrd_jax import models, parallel, reward_setup, train
-from rrd_jax import step as step_lib
+from rrd_jax.cli import train
 from rrd_jax.data import rlds
+from rrd_jax.model import networks
+from rrd_jax.run import parallel
+from rrd_jax.train import prepare
+from rrd_jax.train import step as step_lib
 from tests.helpers import read_episodes, tiny_config
 
 STATS_NAMES = [f"{n}_{m}" for n in rlds.INPUT_FEATURES for m in ("mean", "std")]
@@ -92,7 +95,7 @@ def test_training_never_changes_the_statistics_even_with_weight_decay():
     state, metrics = train_step(state, _batch(rng))
   after = jax.device_get(state.params)
   for name in STATS_NAMES:
-    np.testing.assert_array_equal(after[models.INPUT_STATS][name], stats[name])
+    np.testing.assert_array_equal(after[networks.INPUT_STATS][name], stats[name])
   assert not np.allclose(after["params"]["Dense_0"]["kernel"], before["params"]["Dense_0"]["kernel"])
   assert np.isfinite(metrics["loss"])
 
@@ -116,17 +119,17 @@ def test_the_statistics_are_saved_in_the_checkpoint_and_restored_for_predict(tin
   workdir = str(tmp_path / "w")
   config = tiny_config(tiny_dataset_dir, **{"model.kind": "mlp", "model.normalize_inputs": True})
   train.train_and_evaluate(config, workdir, log=lambda *_: None)
-  data = reward_setup.open_training_data(config, log=lambda *_: None)
+  data = prepare.open_training_data(config, log=lambda *_: None)
   expected = rlds.input_statistics(data.index, data.train_ids)
-  restored, _ = reward_setup.restore_run_state(workdir)
+  restored, _ = prepare.restore_run_state(workdir)
   for name in STATS_NAMES:
-    np.testing.assert_array_equal(restored.params[models.INPUT_STATS][name], expected[name])
+    np.testing.assert_array_equal(restored.params[networks.INPUT_STATS][name], expected[name])
   assert not np.allclose(expected["state_mean"], 0.0)  # not the initial (identity) statistics
   # predict's model holds them too, and they matter: the same weights with identity statistics
   # give other rewards
-  from rrd_jax import predict  # pylint: disable=import-outside-toplevel
+  from rrd_jax.infer import predict  # pylint: disable=import-outside-toplevel
   predictor = predict.RunPredictor(workdir)
-  np.testing.assert_array_equal(predictor.model.params[models.INPUT_STATS]["delta_std"],
+  np.testing.assert_array_equal(predictor.model.params[networks.INPUT_STATS]["delta_std"],
                                 expected["delta_std"])
   rng = np.random.default_rng(2)
   state_size, action_size = expected["state_mean"].shape[0], expected["action_mean"].shape[0]
@@ -134,7 +137,7 @@ def test_the_statistics_are_saved_in_the_checkpoint_and_restored_for_predict(tin
            "action": rng.normal(size=(5, action_size))}
   identity = {name: (np.ones_like if name.endswith("std") else np.zeros_like)(expected[name])
               for name in STATS_NAMES}
-  with_identity = {**restored.params, models.INPUT_STATS: identity}
+  with_identity = {**restored.params, networks.INPUT_STATS: identity}
   assert not np.allclose(predictor.model.apply(predictor.model.params, batch),
                          restored.apply_fn(with_identity, batch), atol=1e-3)
 

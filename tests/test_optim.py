@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rrd_jax import step as step_lib
+from rrd_jax.train import step as step_lib
 
 
 def _update(weight_decay):

@@ -9,9 +9,11 @@ import shlex
 import numpy as np
 import pytest
 
-from rrd_jax import config_utils, inspect, reward_setup, train
-from rrd_jax.data import embedded, returns, rlds
-from rrd_jax.errors import UserError
+from rrd_jax.cli import train
+from rrd_jax.config import loading
+from rrd_jax.data import describe, embedded, returns, rlds
+from rrd_jax.train import prepare
+from rrd_jax.util.errors import UserError
 from tests.helpers import tiny_config
 
 OXE = embedded.EmbeddedParams(num_episodes=90, min_length=10, max_length=30, image_size=40,
@@ -41,11 +43,11 @@ def test_success_all_makes_every_episode_a_success_with_return_one():
 def _suggestion(oxe_dir):
   builder = rlds.open_builder(oxe_dir)
   index = rlds.build_index(builder, rlds.FeatureKeys())
-  return inspect.suggested_command(builder, inspect.summarize(index), oxe_dir)
+  return describe.suggested_command(builder, describe.summarize(index), oxe_dir)
 
 
 def test_inspect_suggests_the_keys_and_the_return_definition(oxe_dir):
-  keys = inspect.suggested_keys(rlds.open_builder(oxe_dir))
+  keys = describe.suggested_keys(rlds.open_builder(oxe_dir))
   assert keys == {"image_key": "observation/image_0", "wrist_image_key": "",
                   "proprio_key": "observation/state", "action_key": "action",
                   "instruction_key": "language_instruction"}
@@ -63,11 +65,11 @@ def test_inspect_suggests_the_state_model_without_a_camera_and_names_a_wrist_cam
            "number": ["reward"], "text": []}
   # the feature listing is all suggested_keys reads of the builder
   monkeypatch.setattr(rlds, "step_features_by_kind", lambda builder: builder)
-  keys = inspect.suggested_keys(kinds)
+  keys = describe.suggested_keys(kinds)
   assert (keys["image_key"], keys["proprio_key"], keys["instruction_key"]) == (
       "", "observation/proprio", "")
   kinds["image"] = ["observation/agentview_rgb", "observation/eye_in_hand_wrist_rgb"]
-  keys = inspect.suggested_keys(kinds)
+  keys = describe.suggested_keys(kinds)
   assert (keys["image_key"], keys["wrist_image_key"]) == ("observation/agentview_rgb",
                                                          "observation/eye_in_hand_wrist_rgb")
 
@@ -82,7 +84,7 @@ def test_inspect_suggests_the_state_model_without_a_camera_and_names_a_wrist_cam
 def test_a_missing_key_lists_the_features_of_its_kind(oxe_dir, field, value, listed, not_listed):
   config = tiny_config(oxe_dir, **{field: value})
   with pytest.raises(UserError) as raised:
-    reward_setup.open_training_data(config, log=lambda *_: None)
+    prepare.open_training_data(config, log=lambda *_: None)
   message = str(raised.value)
   assert message.startswith(f"{field}: feature 'steps/{value}' not found"), message
   assert listed in message and not_listed not in message, message
@@ -91,14 +93,14 @@ def test_a_missing_key_lists_the_features_of_its_kind(oxe_dir, field, value, lis
 def test_training_warns_at_start_when_every_return_is_the_same(oxe_dir):
   lines = []
   config = tiny_config(oxe_dir, **{"data.image_key": "observation/image_0"})
-  reward_setup.open_training_data(config, log=lines.append)
+  prepare.open_training_data(config, log=lines.append)
   warning = [line for line in lines if line.startswith("WARNING")]
   assert len(warning) == 1 and "same return (0," in warning[0]
   assert "returns.success=all" in warning[0] and "time_penalty" in warning[0]
   lines.clear()
   config = tiny_config(oxe_dir, **{"data.image_key": "observation/image_0",
                                    "returns.kind": "time_penalty", "returns.success": "all"})
-  reward_setup.open_training_data(config, log=lines.append)
+  prepare.open_training_data(config, log=lines.append)
   assert not [line for line in lines if line.startswith("WARNING")]
 
 
@@ -116,7 +118,7 @@ def test_the_suggested_command_learns_the_instructions_from_demos_without_reward
                     "eval.every_steps": 250, "eval.episodes": 40, "eval.batches": 2,
                     "data.eval_fraction": 0.3, "checkpoint.every_steps": 0,
                     "train.predict_batch_size": 64})
-  config = config_utils.load_config(variant=variant, overrides=overrides)
+  config = loading.load_config(variant=variant, overrides=overrides)
   assert config.returns.success == "all" and config.returns.negatives_ratio > 0
   results = train.train_and_evaluate(config, str(tmp_path / "w"), log=lambda *_: None)
   assert results["eval/instruction_auc"] >= 0.7, results
@@ -124,7 +126,7 @@ def test_the_suggested_command_learns_the_instructions_from_demos_without_reward
 
 @pytest.mark.slow
 def test_a_relabelled_oxe_dataset_opens_with_tfds_and_keeps_every_feature(oxe_dir, tmp_path):
-  from rrd_jax import predict, relabel  # pylint: disable=import-outside-toplevel
+  from rrd_jax.infer import predict, relabel  # pylint: disable=import-outside-toplevel
   from tests.test_relabel import floats, records  # pylint: disable=import-outside-toplevel
   workdir = str(tmp_path / "w")
   config = tiny_config(oxe_dir, **{"data.image_key": "observation/image_0",

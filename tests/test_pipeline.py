@@ -12,10 +12,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from rrd_jax.config.inputs import ModelInputs
 from rrd_jax.data import pipeline, rlds
 from rrd_jax.data.pipeline import EpisodeLoader
 from rrd_jax.data.sampling import RRDSampler, SamplerOptions
-from rrd_jax.inputs import ModelInputs
 
 KEYS = rlds.FeatureKeys()
 IMAGE_KEY = "steps/observation/image"

@@ -1,11 +1,12 @@
-"""rrd_jax.plot_runs on inputs it cannot use: one `error:` sentence, exit 2, nothing written."""
+"""rrd_jax.cli.plot_runs on inputs it cannot use: one `error:` sentence, exit 2, nothing written."""
 
 import json
 import os
 
 import pytest
 
-from rrd_jax import curves, plot_runs
+from rrd_jax.cli import plot_runs
+from rrd_jax.rl import curves
 
 
 def _agent_run(root, env="Hopper-v5", kind="rrd", seed=0, returns=(5.0,)):

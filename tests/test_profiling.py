@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from rrd_jax import train
+from rrd_jax.cli import train
 from tests.helpers import tiny_config
 
 pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "not slow" skips them)

@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from rrd_jax import predict, relabel, train
-from rrd_jax.errors import UserError
+from rrd_jax.cli import train
+from rrd_jax.infer import predict, relabel
+from rrd_jax.util.errors import UserError
 from tests.helpers import tiny_config
 
 pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "not slow" skips them)
@@ -104,7 +105,7 @@ def test_interrupted_relabel_resumes(run, tiny_dataset_dir, tmp_path, monkeypatc
 
 
 def test_relabel_refuses_an_out_inside_the_source(run, tiny_dataset_dir):
-  from rrd_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+  from rrd_jax.util.errors import UserError  # pylint: disable=import-outside-toplevel
   inside = os.path.join(tiny_dataset_dir, "relabelled")
   with pytest.raises(UserError, match="is inside the source dataset"):
     relabel.relabel_dataset(run[0], tiny_dataset_dir, inside, log=lambda *_: None)

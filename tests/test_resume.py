@@ -14,8 +14,11 @@ import jax
 import numpy as np
 import pytest
 
-from rrd_jax import checkpoint, config_utils, reward_setup, train
-from rrd_jax.errors import Interrupted
+from rrd_jax.cli import train
+from rrd_jax.config import loading
+from rrd_jax.run import checkpoint
+from rrd_jax.train import prepare
+from rrd_jax.util.errors import Interrupted
 from tests.helpers import ROOT, tiny_config
 
 pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "not slow" skips them)
@@ -32,7 +35,7 @@ def cli_flags(dataset_dir):
           "eval.batches": 1, "eval.episodes": 4, "train.predict_batch_size": 16,
           **OVERRIDES}
   # The CLI run must resolve to exactly the in-process reference config.
-  assert config_utils.load_config(overrides={k: (config.model.hidden_sizes if k == "model.hidden_sizes"
+  assert loading.load_config(overrides={k: (config.model.hidden_sizes if k == "model.hidden_sizes"
                                                  else v) for k, v in flat.items()}) == config
   return [f"--config.{k}={v}" for k, v in flat.items()]
 
@@ -59,7 +62,7 @@ def reference(tiny_dataset_dir, tmp_path_factory):
 
 def start(workdir, flags):
   env = dict(os.environ, PYTHONPATH=ROOT)
-  return subprocess.Popen([sys.executable, "-m", "rrd_jax.train", "--workdir", workdir, *flags],
+  return subprocess.Popen([sys.executable, "-m", "rrd_jax.cli.train", "--workdir", workdir, *flags],
                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
 
@@ -109,8 +112,8 @@ def test_kill_9_or_sigterm_then_resume_gives_identical_params(reference, tiny_da
   assert "Resuming the run" in output
   assert not os.path.exists(torn)
 
-  final, _ = reward_setup.restore_run_state(workdir)
-  expected, _ = reward_setup.restore_run_state(reference)
+  final, _ = prepare.restore_run_state(workdir)
+  expected, _ = prepare.restore_run_state(reference)
   assert int(final.step) == int(expected.step) == NUM_STEPS
   jax.tree.map(np.testing.assert_array_equal, final.params, expected.params)
   jax.tree.map(np.testing.assert_array_equal, final.opt_state, expected.opt_state)
@@ -121,7 +124,7 @@ def test_kill_9_or_sigterm_then_resume_gives_identical_params(reference, tiny_da
 def test_sigterm_saves_at_the_step_reached_without_a_periodic_save(reference, tiny_dataset_dir,
                                                                    tmp_path):
   """With no periodic save due, SIGTERM still leaves a checkpoint at the step the run reached
-  (rrd_jax.interrupt); resuming from it ends on the uninterrupted run's parameters."""
+  (rrd_jax.run.interrupt); resuming from it ends on the uninterrupted run's parameters."""
   workdir = str(tmp_path / "w")
   config = tiny_config(tiny_dataset_dir, **dict(OVERRIDES, **{"checkpoint.every_steps": 1000}))
 
@@ -134,8 +137,8 @@ def test_sigterm_saves_at_the_step_reached_without_a_periodic_save(reference, ti
   assert stopped.value.exit_code == 143
   assert checkpoint.available_steps(os.path.join(workdir, "checkpoints"), "latest") == [5]
   train.train_and_evaluate(config, workdir, log=lambda *_: None)
-  final, _ = reward_setup.restore_run_state(workdir)
-  expected, _ = reward_setup.restore_run_state(reference)
+  final, _ = prepare.restore_run_state(workdir)
+  expected, _ = prepare.restore_run_state(reference)
   jax.tree.map(np.testing.assert_array_equal, final.params, expected.params)
 
 
@@ -146,12 +149,12 @@ def test_keep_last_n_and_best(reference):
   assert sorted(evals) == [8, 16, 24, 32, 40]
   best_step = min(evals, key=evals.get)
   assert checkpoint.available_steps(os.path.join(reference, "checkpoints"), "best") == [best_step]
-  state, meta = reward_setup.restore_run_state(reference, "best")
+  state, meta = prepare.restore_run_state(reference, "best")
   assert int(state.step) == best_step
   assert meta["sampler"]["next_step"] == best_step
   assert meta["config"]["train"]["num_steps"] == NUM_STEPS
   # The best checkpoint is a different model from the latest one unless the last eval was best.
-  latest, _ = reward_setup.restore_run_state(reference, "latest")
+  latest, _ = prepare.restore_run_state(reference, "latest")
   same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.params),
                                                    jax.tree.leaves(latest.params)))
   assert same == (best_step == NUM_STEPS)
@@ -178,5 +181,5 @@ def test_overwrite_moves_the_old_run_aside(tiny_dataset_dir, tmp_path):
   assert len(archived) == 1
   with open(os.path.join(workdir, "archived", archived[0], "metrics.jsonl"), encoding="utf-8") as f:
     assert f.read() == old_metrics
-  config, _ = config_utils.read_run_config(workdir)
+  config, _ = loading.read_run_config(workdir)
   assert config.seed == 3

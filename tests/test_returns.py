@@ -6,11 +6,11 @@ import os
 import numpy as np
 import pytest
 
-from rrd_jax import evaluation
+from rrd_jax.config.inputs import ModelInputs
 from rrd_jax.data import embedded, pipeline, returns, rlds, source
-from rrd_jax.data.sampling import RRDSampler, SamplerOptions, episode_probabilities
-from rrd_jax.inputs import ModelInputs
-from rrd_jax.errors import UserError
+from rrd_jax.data.sampling import episode_probabilities, RRDSampler, SamplerOptions
+from rrd_jax.train import evaluation
+from rrd_jax.util.errors import UserError
 from tests.helpers import tiny_config
 
 INSTRUCTED = embedded.EmbeddedParams(num_episodes=12, min_length=4, max_length=16, image_size=40,
@@ -228,7 +228,8 @@ def test_roc_auc_matches_pairwise_definition():
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_training_with_negatives_and_mixture_reports_aucs(demos_dir, rollouts_dir, tmp_path):
-  from rrd_jax import predict, train  # pylint: disable=import-outside-toplevel
+  from rrd_jax.cli import train
+  from rrd_jax.infer import predict  # pylint: disable=import-outside-toplevel
   config = _mixture_config(demos_dir, rollouts_dir, **{
       "model.use_instruction": True, "returns.negatives_ratio": 0.5, "eval.episodes": 8,
       "data.eval_fraction": 0.4})

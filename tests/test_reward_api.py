@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 import rrd_jax
-from rrd_jax import predict, reward_api, train
-from rrd_jax import step as step_lib
-from rrd_jax.errors import UserError
+from rrd_jax.cli import train
+from rrd_jax.infer import predict, reward_model
+from rrd_jax.train import step as step_lib
+from rrd_jax.util.errors import UserError
 from tests.helpers import read_episodes, tiny_config
 
 INPUT_SETS = {
@@ -51,7 +52,7 @@ def _model(**overrides):
   vocabulary = ["<unknown>", "pick up the bowl", "open the drawer"]
   state = step_lib.create_train_state(config, len(vocabulary), 8, 7)
   facts = {"input_sizes": {"state": 8, "action": 7}, "instruction_vocabulary": vocabulary}
-  return reward_api.RewardModel(state, config, facts, "latest")
+  return reward_model.RewardModel(state, config, facts, "latest")
 
 
 def _batch(rng, batch=3, size=40):

@@ -5,8 +5,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rrd_jax.errors import UserError
 from rrd_jax.rl import envs
+from rrd_jax.util.errors import UserError
 
 
 class CountingEnv(gym.Env):
@@ -132,10 +132,10 @@ def test_the_papers_eight_tasks_have_presets_and_comparisons():
   """configs/mujoco_rrd_sac.py: a preset per paper task (gymnasium v5, its own time limit) and a
   <task>_comparison population (rrd, ircr, episodic, dense x 3 seeds)."""
   from configs import mujoco_rrd_sac  # pylint: disable=import-outside-toplevel
-  from rrd_jax import config_utils, schema  # pylint: disable=import-outside-toplevel
+  from rrd_jax.config import loading, schema  # pylint: disable=import-outside-toplevel
   assert len(mujoco_rrd_sac.PAPER_TASKS) == 8
   for task in mujoco_rrd_sac.PAPER_TASKS:
-    config = config_utils.load_config("mujoco_rrd_sac", task)
+    config = loading.load_config("mujoco_rrd_sac", task)
     schema.validate(config)
     spec = gym.spec(config.env.name)
     assert config.env.name.endswith("-v5") and config.env.max_episode_steps == spec.max_episode_steps
@@ -145,7 +145,7 @@ def test_the_papers_eight_tasks_have_presets_and_comparisons():
     assert reward == 0.0 and not truncated  # the delayed reward comes at the end only
     del observation, terminated
     env.close()
-    comparison = config_utils.load_config("mujoco_rrd_sac", f"{task}_comparison")
+    comparison = loading.load_config("mujoco_rrd_sac", f"{task}_comparison")
     assert comparison.env.name == config.env.name
     assert tuple(schema.reward_kinds(comparison)) == ("rrd", "ircr", "episodic", "dense")
     assert comparison.population.seeds == 3

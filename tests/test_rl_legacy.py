@@ -1,4 +1,4 @@
-"""rrd_jax.legacy for the full agent: the reference's flags -> configs/mujoco_rrd_sac.py."""
+"""rrd_jax.cli.pytorch_flags for the full agent: the reference's flags -> configs/mujoco_rrd_sac.py."""
 
 import os
 import shlex
@@ -7,26 +7,27 @@ import sys
 
 import pytest
 
-from rrd_jax import legacy, schema
-from rrd_jax.errors import UserError
+from rrd_jax.cli import pytorch_flags
+from rrd_jax.config import schema
+from rrd_jax.util.errors import UserError
 
 REFERENCE_ARGS = ["--env", "Hopper-v5", "--alg", "rrd", "--basis_alg", "sac", "--tag", "hop",
                   "--epochs", "3", "--cycles", "100", "--iterations", "100", "--timesteps", "100"]
 
 
 def translate(argv):
-  return legacy.translate_online(legacy.make_parser().parse_args(argv))
+  return pytorch_flags.translate_online(pytorch_flags.make_parser().parse_args(argv))
 
 
 def config_of(argv):
   _, spec, overrides = translate(argv)
-  return legacy.load_online_config(spec, overrides)
+  return pytorch_flags.load_online_config(spec, overrides)
 
 
 def test_reference_schedule_maps_to_env_steps(repo_root, monkeypatch):
   monkeypatch.chdir(repo_root)
   workdir, spec, overrides = translate(REFERENCE_ARGS)
-  config = legacy.load_online_config(spec, overrides)
+  config = pytorch_flags.load_online_config(spec, overrides)
   assert workdir == os.path.join("log", "hop") and spec == "configs/mujoco_rrd_sac.py:hopper"
   assert config.env.name == "Hopper-v5" and config.reward.kind == "rrd"
   assert config.train.total_env_steps == 3 * 100 * 100 * 100  # the reference's 3M
@@ -81,27 +82,27 @@ def test_bad_flags_are_user_errors(extra, mentions):
 
 def test_libero_defaults_unchanged():
   """Without a MuJoCo --env the LIBERO reward-only mapping applies, reward-only by default."""
-  args = legacy.make_parser().parse_args(["--libero_dataset_path", "/d/1.0.0"])
-  assert not legacy.is_online(args)
-  _, overrides = legacy.translate(args)
+  args = pytorch_flags.make_parser().parse_args(["--libero_dataset_path", "/d/1.0.0"])
+  assert not pytorch_flags.is_online(args)
+  _, overrides = pytorch_flags.translate(args)
   assert overrides["rrd.loss_form"] == "return"
 
 
 @pytest.mark.slow
 def test_cli_runs_the_full_agent(repo_root, tmp_path):
-  """python -m rrd_jax.legacy with the reference's flags, tiny: prints the equivalent command,
+  """python -m rrd_jax.cli.pytorch_flags with the reference's flags, tiny: prints the equivalent command,
   trains Pendulum-v1 (SAC on the dense reward) and writes log/<tag>/."""
   argv = ["--env", "Pendulum-v1", "--alg", "sac", "--env_type", "normal", "--tag", "p",
           "--epochs", "1", "--cycles", "2", "--iterations", "2", "--timesteps", "100",
           "--train_batches", "10", "--warmup", "200", "--test_rollouts", "1", "--batch_size", "32",
           "--buffer_size", "2000", "--checkpoint_dir", "ckpts"]
   env = dict(os.environ, PYTHONPATH=repo_root)
-  result = subprocess.run([sys.executable, "-m", "rrd_jax.legacy", *argv], cwd=str(tmp_path),
+  result = subprocess.run([sys.executable, "-m", "rrd_jax.cli.pytorch_flags", *argv], cwd=str(tmp_path),
                           env=env, capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stdout + result.stderr
   command = result.stdout.split("Equivalent command:\n")[1].splitlines()[0].strip()
   parts = shlex.split(command)
-  assert parts[:5] == ["python", "-m", "rrd_jax.train", "--config",
+  assert parts[:5] == ["python", "-m", "rrd_jax.cli.train", "--config",
                        "configs/mujoco_rrd_sac.py:pendulum"]
   assert "--config.reward.kind=dense" in parts and "--config.train.total_env_steps=400" in parts
   assert os.path.exists(os.path.join(tmp_path, "log", "p", "metrics.jsonl"))
@@ -114,6 +115,6 @@ def test_cli_runs_the_full_agent(repo_root, tmp_path):
     (["--env", "Hopper-v5", "--rrd_sample_size", "0"], "--rrd_sample_size must be >= 1, got 0"),
 ])
 def test_bad_legacy_flags_are_one_sentence(argv, message):
-  args = legacy.make_parser().parse_args(argv)
+  args = pytorch_flags.make_parser().parse_args(argv)
   with pytest.raises(UserError, match=message):
-    (legacy.translate_online if legacy.is_online(args) else legacy.translate)(args)
+    (pytorch_flags.translate_online if pytorch_flags.is_online(args) else pytorch_flags.translate)(args)

@@ -11,8 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rrd_jax import curves
-from rrd_jax.rl import learner, population, replay, rewards, sac
+from rrd_jax.rl import curves, learner, population, replay, rewards, sac
 from tests.rl_helpers import filled_buffer, make_episode, online_config
 from tests.test_rl_train import run_cli
 
@@ -148,14 +147,14 @@ def _metrics(directory):
 
 FOUR_DEVICES = """
 import json, runpy, sys
-sys.argv = ["rrd_jax.train", *{args!r}]
+sys.argv = ["rrd_jax.cli.train", *{args!r}]
 try:  # the CLI, as a user runs it
-  runpy.run_module("rrd_jax.train", run_name="__main__")
+  runpy.run_module("rrd_jax.cli.train", run_name="__main__")
 except SystemExit as e:
   assert not e.code, e.code
 import jax, jax.numpy as jnp
-from rrd_jax import parallel
 from rrd_jax.rl import learner, population, sac
+from rrd_jax.run import parallel
 from tests.rl_helpers import filled_buffer, make_episode
 from tests.test_rl_population import small_config
 config = small_config({root!r})

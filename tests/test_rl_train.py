@@ -12,7 +12,7 @@ import time
 import jax
 import pytest
 
-from rrd_jax import schema
+from rrd_jax.config import schema
 from rrd_jax.rl import agent_loop
 from tests.rl_helpers import online_config
 
@@ -34,7 +34,7 @@ def read_metrics(workdir):
 
 def run_cli(repo_root, args, timeout=300):
   env = dict(os.environ, PYTHONPATH=repo_root)
-  return subprocess.run([sys.executable, "-m", "rrd_jax.train", *args], cwd=repo_root, env=env,
+  return subprocess.run([sys.executable, "-m", "rrd_jax.cli.train", *args], cwd=repo_root, env=env,
                         capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -132,7 +132,7 @@ def test_bad_input_is_one_sentence_and_exit_2(repo_root, tmp_path, override, men
 
 
 def test_validate_rejects_bad_values(repo_root):
-  from rrd_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+  from rrd_jax.util.errors import UserError  # pylint: disable=import-outside-toplevel
   for overrides in ({"sac.gamma": -0.1}, {"sac.polyak": 1.5}, {"sac.batch_size": 0}, {"sac.log_std_min": 3.0},
                     {"reward.kind": "rrd_lrd", "rrd.sample_size": 1},
                     {"replay.capacity": 10}, {"train.env_steps_per_call": 0}):
@@ -163,7 +163,7 @@ def test_ctrl_c_saves_where_it_stands_and_a_rerun_resumes_there(repo_root, tmp_p
           "--config.env.num_envs=2"]
   env = dict(os.environ, PYTHONPATH=repo_root)
   process = subprocess.Popen(
-      [sys.executable, "-m", "rrd_jax.train", *args, "--config.train.total_env_steps=100000",
+      [sys.executable, "-m", "rrd_jax.cli.train", *args, "--config.train.total_env_steps=100000",
        "--workdir", workdir], cwd=repo_root, env=env, stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True, start_new_session=True)
   deadline = time.time() + 240

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from rrd_jax import config_utils, lifecycle, schema
-from rrd_jax.errors import UserError
+from rrd_jax.config import loading, schema
+from rrd_jax.run import lifecycle
+from rrd_jax.util.errors import UserError
 from tests.helpers import ROOT, tiny_config
 from tests.rl_helpers import online_config
 
@@ -28,7 +29,7 @@ def _get(config, key):
 
 @pytest.mark.parametrize("key", SHARED)
 def test_both_config_files_name_the_same_concepts_alike(key):
-  offline = config_utils.load_config()
+  offline = loading.load_config()
   online = online_config(ROOT, "hopper")
   _get(offline, key)  # raises if either file lacks the field
   _get(online, key)
@@ -36,7 +37,7 @@ def test_both_config_files_name_the_same_concepts_alike(key):
 
 
 def test_redundant_knobs_are_gone():
-  offline, online = config_utils.load_config(), online_config(ROOT, "hopper")
+  offline, online = loading.load_config(), online_config(ROOT, "hopper")
   assert "restore" not in offline.checkpoint
   assert "bias_correction" not in online.rrd and "learning_rate" not in online.rrd
   for old in ("log_every", "eval_every", "eval_batches", "eval_episodes"):
@@ -103,19 +104,19 @@ def test_a_run_saved_with_old_names_resumes(tmp_path, capsys):
 
 
 def test_old_names_in_overrides_are_read_as_new():
-  config = config_utils.load_config(overrides={"train.eval_every": 11, "train.log_every": 5})
+  config = loading.load_config(overrides={"train.eval_every": 11, "train.log_every": 5})
   assert config.eval.every_steps == 11 and config.train.log_every_steps == 5
-  argv = config_utils.resolve_config_argv(["rrd-train", "--config", "mujoco_rrd_sac:pendulum",
+  argv = loading.resolve_config_argv(["rrd-train", "--config", "mujoco_rrd_sac:pendulum",
                                             "--config.rrd.learning_rate=0.01",
                                             "--config.train.log_every_steps=3"])
-  assert argv[2] == os.path.join(config_utils.CONFIG_DIR, "mujoco_rrd_sac.py") + ":pendulum"
+  assert argv[2] == os.path.join(loading.CONFIG_DIR, "mujoco_rrd_sac.py") + ":pendulum"
   assert argv[3:] == ["--config.optim.learning_rate=0.01", "--config.train.log_every_steps=3"]
 
 
 @pytest.mark.slow
 def test_cli_override_with_an_old_name_prints_one_note(tmp_path):
   result = subprocess.run(
-      [sys.executable, "-m", "rrd_jax.train", "--config", "libero_rrd",
+      [sys.executable, "-m", "rrd_jax.cli.train", "--config", "libero_rrd",
        "--config.train.eval_every=0", "--workdir", str(tmp_path / "run")],
       cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
   notes = [l for l in result.stderr.splitlines() if l.startswith("note:")]
@@ -125,7 +126,7 @@ def test_cli_override_with_an_old_name_prints_one_note(tmp_path):
 
 
 def test_validate_dispatches_on_kind():
-  schema.validate(config_utils.load_config())
+  schema.validate(loading.load_config())
   schema.validate(online_config(ROOT, "pendulum"))
   bad = online_config(ROOT, "pendulum", **{"optim.learning_rate": 0.0})
   with pytest.raises(UserError, match="optim.learning_rate must be > 0"):
@@ -133,13 +134,13 @@ def test_validate_dispatches_on_kind():
   with pytest.raises(UserError, match="kind must be one of reward_model, agent"):
     schema.run_kind({"kind": "other"})
   with pytest.raises(UserError, match="data.embedded_task must be one of"):
-    schema.validate(config_utils.load_config(overrides={"data.embedded_task": "bogus"}))
+    schema.validate(loading.load_config(overrides={"data.embedded_task": "bogus"}))
   with pytest.raises(UserError, match="data.embedded_block_in_state applies to "
                                       "data.embedded_task='touch' only, got 'instructed'"):
-    schema.validate(config_utils.load_config(variant="mlp", overrides={
+    schema.validate(loading.load_config(variant="mlp", overrides={
         "data.embedded_task": "instructed"}))
   # a dataset_dir means nothing is generated: the embedded sizes are not checked
-  schema.validate(config_utils.load_config(overrides={"data.dataset_dir": "/d",
+  schema.validate(loading.load_config(overrides={"data.dataset_dir": "/d",
                                                       "data.embedded_episodes": 0}))
 
 
@@ -169,7 +170,7 @@ def test_validate_dispatches_on_kind():
 ])
 def test_reward_model_values_are_checked_up_front(override, message):
   with pytest.raises(UserError) as e:
-    schema.validate(config_utils.load_config(overrides=override))
+    schema.validate(loading.load_config(overrides=override))
   assert message in str(e.value)
 
 
@@ -189,8 +190,8 @@ def test_agent_values_are_checked_up_front(override, message):
 
 
 def test_a_batch_larger_than_memory_is_refused_before_any_work(tmp_path):
-  from rrd_jax import train  # pylint: disable=import-outside-toplevel
-  config = config_utils.load_config(overrides={"rrd.sample_size": 10_000_000})
+  from rrd_jax.cli import train  # pylint: disable=import-outside-toplevel
+  config = loading.load_config(overrides={"rrd.sample_size": 10_000_000})
   with pytest.raises(UserError, match=r"needs about [0-9.]+ GiB of activations per device"):
     train.train_and_evaluate(config, str(tmp_path / "w"), log=lambda *_: None)
   assert not os.path.exists(tmp_path / "w")  # nothing created

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rrd_jax import reward_setup, train
+from rrd_jax.cli import train
 from rrd_jax.data import shards
 from rrd_jax.data.sampling import episode_probabilities
+from rrd_jax.train import prepare
 from tests.helpers import ROOT, tiny_config
 from tests.test_multiprocess import FLAGS, free_port, rows
 
@@ -60,11 +61,11 @@ EIGHT_DEVICES = textwrap.dedent("""
     import json
     import jax
     import numpy as np
-    from rrd_jax import parallel
+    from rrd_jax.config.inputs import ModelInputs
     from rrd_jax.data import cache, rlds, source
     from rrd_jax.data.pipeline import EpisodeLoader
     from rrd_jax.data.sampling import SamplerOptions
-    from rrd_jax.inputs import ModelInputs
+    from rrd_jax.run import parallel
     keys = rlds.FeatureKeys()
     builder = rlds.open_builder({dataset!r})
     index = rlds.build_index(builder, keys)
@@ -135,13 +136,13 @@ def test_device_cache_resume_is_bitwise(tiny_dataset_dir, tmp_path):
   train.train_and_evaluate(tiny_config(tiny_dataset_dir, **{**overrides, "train.num_steps": 3}),
                            halves, log=lambda *_: None)
   train.train_and_evaluate(tiny_config(tiny_dataset_dir, **overrides), halves, log=lambda *_: None)
-  a, b = reward_setup.restore_run_state(whole)[0], reward_setup.restore_run_state(halves)[0]
+  a, b = prepare.restore_run_state(whole)[0], prepare.restore_run_state(halves)[0]
   assert int(a.step) == int(b.step) == 6
   jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
   with open(os.path.join(whole, "data_stats.json"), encoding="utf-8") as f:
     data_stats = json.load(f)
   assert data_stats["cache"] == "device" and data_stats["devices"] == 1
-  train_episodes = len(reward_setup.open_training_data(
+  train_episodes = len(prepare.open_training_data(
       tiny_config(tiny_dataset_dir, **overrides), log=lambda *_: None).train_ids)
   assert data_stats["processes"] == 1 and data_stats["episodes_per_device"] == [train_episodes]
   assert data_stats["frames_per_device"][0] > 0 and data_stats["bytes_per_device"][0] > 0
@@ -150,7 +151,7 @@ def test_device_cache_resume_is_bitwise(tiny_dataset_dir, tmp_path):
 ONE_PROCESS_TWO_DEVICES = textwrap.dedent("""
     import jax
     from tests.helpers import tiny_config
-    from rrd_jax import train
+    from rrd_jax.cli import train
     config = tiny_config({dataset!r}, **{{"data.cache": "device", "train.num_steps": 6,
                                          "train.log_every_steps": 1, "eval.every_steps": 3,
                                          "checkpoint.every_steps": 2}})

@@ -4,6 +4,7 @@ owns the orbax checkpoint manager, and the package installs with its console scr
 import ast
 import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 
@@ -12,22 +13,11 @@ import pytest
 from tests.helpers import ROOT
 
 PACKAGE = os.path.join(ROOT, "rrd_jax")
-# The flow config -> data -> model -> loss -> step -> loop -> CLI: a module may import its own
-# layer and the layers before it, never one after it. Names are relative to rrd_jax; "data.*"
-# is every module of the subpackage not named elsewhere.
-LAYERS = (
-    ("config", ("errors", "schema", "inputs", "files", "config_utils", "progress", "quiet_start",
-                "compile_cache")),
-    ("data", ("data.*",)),
-    ("model", ("models", "augment")),
-    ("loss", ("losses",)),
-    ("step", ("step", "parallel")),
-    ("loop", ("checkpoint", "metrics", "interrupt", "lifecycle", "plots", "curves", "evaluation",
-              "profiling", "steppers", "reward_setup", "reward_loop", "reward_api", "rl.*")),
-    ("cli", ("train", "predict", "relabel", "inspect", "legacy", "plot_runs",
-             "data.convert_libero_hdf5")),
-)
-CONSOLE_SCRIPTS = ("rrd-train", "rrd-predict", "rrd-relabel", "rrd-inspect", "rrd-convert-libero")
+# The layers are the sub-packages: each one's docstring opens with "Layer N, name:", and a module
+# may import its own layer and the layers below it, never one above.
+LAYER_LINE = re.compile(r"Layer (\d+), (\w+):")
+CONSOLE_SCRIPTS = ("rrd-train", "rrd-predict", "rrd-relabel", "rrd-inspect", "rrd-convert-libero",
+                   "rrd-legacy", "rrd-plot-runs")
 
 
 def _modules():
@@ -42,15 +32,22 @@ def _modules():
   return found
 
 
+def _layers():
+  """{sub-package name: (layer number, layer name)}, read from each sub-package's docstring."""
+  layers = {}
+  for name in sorted(os.listdir(PACKAGE)):
+    init = os.path.join(PACKAGE, name, "__init__.py")
+    if os.path.isfile(init):
+      match = LAYER_LINE.match(ast.get_docstring(ast.parse(open(init, encoding="utf-8").read()))
+                               or "")
+      assert match, f"rrd_jax/{name}/__init__.py: its docstring must open with 'Layer N, {name}:'"
+      assert match.group(2) == name, (name, match.group(0))
+      layers[name] = (int(match.group(1)), name)
+  return layers
+
+
 def _layer(module):
-  exact = {m: i for i, (_, members) in enumerate(LAYERS) for m in members if "*" not in m}
-  if module in exact:
-    return exact[module]
-  for i, (_, members) in enumerate(LAYERS):
-    for member in members:
-      if member.endswith(".*") and module.startswith(member[:-1]):
-        return i
-  return None
+  return _layers().get(module.split(".")[0], (None,))[0]
 
 
 def _imports(path, modules):
@@ -71,10 +68,13 @@ def _imports(path, modules):
   return out
 
 
-def test_every_module_has_a_layer():
-  unplaced = [m for m in _modules() if not m.endswith("__init__") and m != "data"
-              and m != "rl" and _layer(m) is None]
-  assert not unplaced, f"place these modules in LAYERS: {unplaced}"
+def test_every_module_is_in_a_layer():
+  """No loose modules: everything but rrd_jax/__init__.py sits in a layer's sub-package, and the
+  layer numbers are distinct."""
+  unplaced = [m for m in _modules() if m != "__init__" and _layer(m) is None]
+  assert not unplaced, f"move these modules into a layer's sub-package: {unplaced}"
+  numbers = sorted(number for number, _ in _layers().values())
+  assert numbers == list(range(len(numbers))), numbers
 
 
 def test_no_module_imports_a_later_layer():
@@ -87,8 +87,7 @@ def test_no_module_imports_a_later_layer():
     for imported in _imports(path, modules):
       there = _layer(imported)
       if there is not None and there > here:
-        back_edges.append(f"{module} ({LAYERS[here][0]}) imports {imported} "
-                          f"({LAYERS[there][0]})")
+        back_edges.append(f"{module} (layer {here}) imports {imported} (layer {there})")
   assert not back_edges, "\n".join(back_edges)
 
 
@@ -106,7 +105,7 @@ def test_functions_are_at_most_80_lines():
 def test_one_module_defines_the_checkpoint_manager():
   owners = [m for m, path in _modules().items()
             if "CheckpointManager(" in open(path, encoding="utf-8").read()]
-  assert owners == ["checkpoint"]
+  assert owners == ["run.checkpoint"]
 
 
 def test_tests_import_the_package_without_path_edits():
@@ -137,9 +136,9 @@ def test_console_script_help_lists_its_flags(script, flag, tmp_path):
 
 
 def test_shipped_configs_resolve_by_name(tmp_path, monkeypatch):
-  from rrd_jax import config_utils  # pylint: disable=import-outside-toplevel
+  from rrd_jax.config import loading  # pylint: disable=import-outside-toplevel
   monkeypatch.chdir(tmp_path)
-  assert config_utils.config_file("mujoco_rrd_sac:hopper") == os.path.join(
-      config_utils.CONFIG_DIR, "mujoco_rrd_sac.py") + ":hopper"
-  assert config_utils.config_file("configs/libero_rrd.py") == config_utils.DEFAULT_CONFIG_FILE
-  assert config_utils.config_file("nothing_here.py") == "nothing_here.py"
+  assert loading.config_file("mujoco_rrd_sac:hopper") == os.path.join(
+      loading.CONFIG_DIR, "mujoco_rrd_sac.py") + ":hopper"
+  assert loading.config_file("configs/libero_rrd.py") == loading.DEFAULT_CONFIG_FILE
+  assert loading.config_file("nothing_here.py") == "nothing_here.py"

@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from rrd_jax import checkpoint, predict, reward_setup, train
+from rrd_jax.cli import train
 from rrd_jax.data import rlds
+from rrd_jax.infer import predict
+from rrd_jax.run import checkpoint
+from rrd_jax.train import prepare
 from tests.helpers import tiny_config
 
 pytestmark = pytest.mark.slow  # end-to-end: CLI runs and training (pytest -m "not slow" skips them)
@@ -78,8 +81,8 @@ def test_training_is_deterministic_given_the_seed(run, tiny_dataset_dir, tmp_pat
   losses = lambda w: [r["train/loss"] for r in read_jsonl(os.path.join(w, "metrics.jsonl"))
                       if "train/loss" in r]
   assert losses(again) == losses(workdir)
-  jax.tree.map(np.testing.assert_array_equal, reward_setup.restore_run_state(again)[0].params,
-               reward_setup.restore_run_state(workdir)[0].params)
+  jax.tree.map(np.testing.assert_array_equal, prepare.restore_run_state(again)[0].params,
+               prepare.restore_run_state(workdir)[0].params)
   other = str(tmp_path / "other_seed")
   train.train_and_evaluate(tiny_config(tiny_dataset_dir, seed=7), other, log=lambda *_: None)
   assert losses(other) != losses(workdir)
@@ -161,7 +164,7 @@ def test_training_logs_an_episodes_image_to_tensorboard(run):
 
 def test_predict_refuses_an_out_that_is_not_its_own_empty_or_new_directory(run, tiny_dataset_dir,
                                                                            tmp_path):
-  from rrd_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+  from rrd_jax.util.errors import UserError  # pylint: disable=import-outside-toplevel
   workdir, _ = run
   cases = {"a user's files": ("is not empty", {"summary.txt": "mine"}),
            "an RLDS dataset": ("is an RLDS dataset", None),
@@ -191,8 +194,8 @@ def test_predict_uses_the_best_checkpoint_by_default_and_says_which(run, tiny_da
                                                                     tmp_path, capsys):
   workdir, _ = run
   best = checkpoint.available_steps(os.path.join(workdir, "checkpoints"), "best")[0]
-  best_params = reward_setup.restore_run_state(workdir, "best")[0].params
-  latest_params = reward_setup.restore_run_state(workdir, "latest")[0].params
+  best_params = prepare.restore_run_state(workdir, "best")[0].params
+  latest_params = prepare.restore_run_state(workdir, "latest")[0].params
   predictor = predict.RunPredictor(workdir)
   assert (predictor.which, predictor.step) == ("best", best)
   jax.tree.map(np.testing.assert_array_equal, predictor.model.params, best_params)

@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from rrd_jax.progress import progress_bar
 from rrd_jax.data import returns, shards
-from rrd_jax.data.sampling import RRDSampler, episode_probabilities, sample_step_indices_in_jit
+from rrd_jax.data.sampling import episode_probabilities, RRDSampler, sample_step_indices_in_jit
+from rrd_jax.util.progress import progress_bar
 
 
 @dataclasses.dataclass

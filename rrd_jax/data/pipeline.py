@@ -20,10 +20,10 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from rrd_jax.config.inputs import ModelInputs
 from rrd_jax.data import returns, rlds
 from rrd_jax.data.sampling import RRDSampler
-from rrd_jax.errors import UserError
-from rrd_jax.inputs import ModelInputs
+from rrd_jax.util.errors import UserError
 
 # Keep TensorFlow off accelerators: JAX owns them.
 tf.config.set_visible_devices([], "GPU")

@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from rrd_jax.schema import RETURN_KINDS
+from rrd_jax.config.schema import RETURN_KINDS
 
 
 

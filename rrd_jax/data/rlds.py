@@ -21,7 +21,7 @@ import tqdm
 from tensorflow.python.lib.io import tf_record as _tf_record  # random access, CRC-checked
 from tensorflow_datasets.core import example_parser
 
-from rrd_jax.errors import UserError
+from rrd_jax.util.errors import UserError
 
 _HEADER = struct.Struct("<QI")  # TFRecord framing: uint64 length, uint32 masked crc of length
 

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rrd_jax.config.schema import EPISODE_WEIGHTINGS
 from rrd_jax.data import returns
-from rrd_jax.schema import EPISODE_WEIGHTINGS
 
 
 

@@ -23,7 +23,7 @@ import json
 
 import numpy as np
 
-from rrd_jax.schema import EMBEDDED_TASKS as TASKS
+from rrd_jax.config.schema import EMBEDDED_TASKS as TASKS
 
 BUILDER_NAME = "rrd_synthetic_libero"
 DATASET_VERSION = "1.0.0"

@@ -12,9 +12,9 @@ import os
 
 import numpy as np
 
+from rrd_jax.config.inputs import ModelInputs
 from rrd_jax.data import embedded, returns, rlds
-from rrd_jax.errors import UserError
-from rrd_jax.inputs import ModelInputs
+from rrd_jax.util.errors import UserError
 
 UNKNOWN_INSTRUCTION = "<unk>"
 

@@ -10,7 +10,7 @@ and their true dense return is logged. With config.population several runs (seed
 kinds) train side by side, vmapped, each in its own subdirectory (population.py).
 
 The run's lifecycle (workdir, resume, checkpoints, metrics, progress, stopping,
-final_metrics.json) is rrd_jax/lifecycle.py's. Writes WORKDIR/config.json, metrics.jsonl
+final_metrics.json) is rrd_jax/run/lifecycle.py's. Writes WORKDIR/config.json, metrics.jsonl
 (step = env steps), tensorboard/, learning_curve.png, final_metrics.json and checkpoints/.
 A checkpoint holds the learner (networks, optimiser states, target critics, temperature, reward
 model, rng, update count) and the replay buffer (with its episode fields and IRCR's heap), and
@@ -24,8 +24,11 @@ import os
 import jax
 import jax.numpy as jnp
 
-from rrd_jax import curves, files, lifecycle, plots, schema
-from rrd_jax.rl import agent_state, envs, host_agent
+from rrd_jax.config import schema
+from rrd_jax.rl import agent_state, curves, envs, host_agent
+from rrd_jax.run import lifecycle
+from rrd_jax.train import plots
+from rrd_jax.util import files
 
 
 def _make_agent(config, pop, run, observation_size, action_size):

@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrd_jax import curves, parallel
-from rrd_jax.errors import UserError
-from rrd_jax.rl import learner as learner_lib, population, replay, rewards, sac
+from rrd_jax.rl import curves, population, replay, rewards, sac
+from rrd_jax.rl import learner as learner_lib
+from rrd_jax.run import parallel
+from rrd_jax.util.errors import UserError
 
 
 class Interval:

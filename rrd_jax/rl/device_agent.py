@@ -20,7 +20,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-from rrd_jax.rl import agent_state, learner as learner_lib, mjx_envs, replay
+from rrd_jax.rl import agent_state, mjx_envs, replay
+from rrd_jax.rl import learner as learner_lib
 
 _PENDING = ("observation", "action", "next_observation", "reward", "dense_reward", "terminal")
 

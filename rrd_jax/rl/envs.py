@@ -14,8 +14,8 @@ import signal
 import gymnasium as gym
 import numpy as np
 
-from rrd_jax.errors import UserError
-from rrd_jax.schema import ENV_NAMES
+from rrd_jax.config.schema import ENV_NAMES
+from rrd_jax.util.errors import UserError
 
 
 
@@ -82,7 +82,7 @@ class Episode:
 def _make_worker_env(name, max_episode_steps):
   """make_env inside an AsyncVectorEnv worker, which ignores SIGINT and SIGTERM: a Ctrl-C (sent to
   the whole process group) or a SIGTERM stops the training process, which saves and then closes
-  its workers (rrd_jax/interrupt.py), instead of killing the workers under it."""
+  its workers (rrd_jax/run/interrupt.py), instead of killing the workers under it."""
   signal.signal(signal.SIGINT, signal.SIG_IGN)
   signal.signal(signal.SIGTERM, signal.SIG_IGN)
   return make_env(name, max_episode_steps)

@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrd_jax.rl import agent_state, envs, learner as learner_lib, replay
+from rrd_jax.rl import agent_state, envs, replay
+from rrd_jax.rl import learner as learner_lib
 
 
 def _collect(env_batch, num_steps, env_steps, warmup_steps, act, size):

@@ -26,9 +26,9 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from rrd_jax import models
-from rrd_jax import step as step_lib
+from rrd_jax.model import networks
 from rrd_jax.rl import replay, rewards, sac
+from rrd_jax.train import step as step_lib
 
 
 @flax.struct.dataclass
@@ -79,7 +79,7 @@ def _sac_batch(buffer, key, kind_id, settings):
 
 def reward_model(config):
   """RewardNet(kind="mlp"): the reference MLP on [s, a, s - s']."""
-  return models.RewardNet(kind="mlp", hidden_sizes=tuple(config.rrd.hidden_sizes))
+  return networks.RewardNet(kind="mlp", hidden_sizes=tuple(config.rrd.hidden_sizes))
 
 
 def create(config, hp, observation_size, key):

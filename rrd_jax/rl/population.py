@@ -12,7 +12,7 @@ device trains its own members.
 A population of one is a plain run and writes into WORKDIR itself. A larger one writes each
 member's run into WORKDIR/<kind>_seed<seed>/ (config.json with the member's own reward.kind and
 seed, metrics.jsonl, tensorboard/, learning_curve.png, final_metrics.json), so every member is a
-run directory that rrd_jax.plot_runs reads, and WORKDIR/comparison.png + comparison.json compare
+run directory that rrd_jax.cli.plot_runs reads, and WORKDIR/comparison.png + comparison.json compare
 them (mean +- std over seeds per kind).
 """
 
@@ -22,7 +22,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from rrd_jax.schema import reward_kinds  # the population's reward kinds, in order
+from rrd_jax.config.schema import reward_kinds  # the population's reward kinds, in order
 
 
 @dataclasses.dataclass(frozen=True)

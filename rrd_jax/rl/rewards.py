@@ -13,8 +13,8 @@ All read a batch of transitions of finished episodes (replay.sample_transitions)
 import jax
 import jax.numpy as jnp
 
-from rrd_jax.inputs import ModelInputs
-from rrd_jax.schema import MODEL_REWARD_KINDS, REWARD_KINDS
+from rrd_jax.config.inputs import ModelInputs
+from rrd_jax.config.schema import MODEL_REWARD_KINDS, REWARD_KINDS
 
 
 

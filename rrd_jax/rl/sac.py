@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rrd_jax.step import TrainState
+from rrd_jax.train.step import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
