@@ -41,3 +41,8 @@ def filled_buffer(episodes, capacity, obs_size=3, act_size=2, limit=None, heap=(
   for slot, episode in enumerate(heap):
     stacked = replay.heap_put(stacked, 0, slot, replay.heap_rows(episode, heap_episode_steps))
   return jax.tree.map(lambda x: x[0], stacked)
+
+
+def member_slice(tree, index):
+  """Member `index` of a member-stacked pytree."""
+  return jax.tree.map(lambda leaf: leaf[index], tree)

@@ -128,11 +128,11 @@ def _cases(e):
                           ["--config", "configs/libero_rrd.py", ds(e.dataset_dir), *TINY_FLAGS],
                           ["--workdir"]),
       # predict: a workdir that is not a training run
-      "predict_not_a_run": ("rrd_jax.infer.predict",
+      "predict_not_a_run": ("rrd_jax.cli.predict",
                             ["--workdir", e.empty_workdir, "--out", e.never_written_out],
                             [os.path.join(e.empty_workdir, "config.json")]),
       # predict: --out already holds predictions
-      "predict_existing_out": ("rrd_jax.infer.predict", ["--workdir", e.run_dir, "--out", e.preds_dir],
+      "predict_existing_out": ("rrd_jax.cli.predict", ["--workdir", e.run_dir, "--out", e.preds_dir],
                                [e.preds_dir]),
   }
 

@@ -2,8 +2,9 @@
 the index's statistics against NumPy over every step, the model standardising by them exactly,
 the statistics never trained, saved in the checkpoint and restored by predict."""
 
+import dataclasses
+
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
@@ -101,16 +102,15 @@ def test_training_never_changes_the_statistics_even_with_weight_decay():
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero_at_num_steps():
-  optim = ml_collections.ConfigDict({"learning_rate": 1e-3, "schedule": "cosine",
-                                     "warmup_steps": 10})
+  optim = step_lib.OptimOptions(learning_rate=1e-3, grad_clip_norm=0.0, weight_decay=0.0,
+                                schedule="cosine", warmup_steps=10)
   rate = step_lib.learning_rate(optim, 110)
   assert float(rate(0)) == 0.0
   assert float(rate(5)) == pytest.approx(5e-4)
   assert float(rate(10)) == pytest.approx(1e-3)
   assert float(rate(60)) == pytest.approx(5e-4, rel=1e-5)  # half way through the cosine
   assert float(rate(110)) == pytest.approx(0.0, abs=1e-12)
-  optim.schedule = "constant"
-  assert step_lib.learning_rate(optim, 110) == 1e-3
+  assert step_lib.learning_rate(dataclasses.replace(optim, schedule="constant"), 110) == 1e-3
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rrd_jax.rl import curves, learner, population, replay, rewards, sac
-from tests.rl_helpers import filled_buffer, make_episode, online_config
+from tests.rl_helpers import filled_buffer, make_episode, member_slice, online_config
 from tests.test_rl_train import run_cli
 
 OBS, ACT = 3, 2
@@ -44,19 +44,19 @@ def test_members_of_a_mixed_population_train_as_they_would_alone(repo_root):
   mixed = learner.make_train_steps(config, hp, kinds, 2)(
       learner.create_members(config, hp, OBS, seeds, kinds), population.stack(buffers),
       jnp.arange(3, dtype=jnp.int32))[0]
-  assert float(population.member_slice(mixed, 2).sac.alpha) == pytest.approx(0.3)
+  assert float(member_slice(mixed, 2).sac.alpha) == pytest.approx(0.3)
   for m, (kind, seed) in enumerate(zip(kinds, seeds)):
     alone = learner.make_train_steps(config, hp, (kind,), 2)(
         learner.create_members(config, hp, OBS, [seed], [kind]), population.stack([buffers[m]]),
         jnp.zeros(1, jnp.int32))[0]
-    mine, solo = population.member_slice(mixed, m), population.member_slice(alone, 0)
+    mine, solo = member_slice(mixed, m), member_slice(alone, 0)
     if not rewards.uses_reward_model(kind):
       mine, solo = (mine.sac, mine.rng, mine.updates), (solo.sac, solo.rng, solo.updates)
     for x, y in zip(jax.tree.leaves(mine), jax.tree.leaves(solo), strict=True):
       np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-6, err_msg=kind)
   # the members differ: their seeds and rewards differ
-  first = jax.tree.leaves(population.member_slice(mixed, 0).sac.actor.params)[0]
-  third = jax.tree.leaves(population.member_slice(mixed, 2).sac.actor.params)[0]
+  first = jax.tree.leaves(member_slice(mixed, 0).sac.actor.params)[0]
+  third = jax.tree.leaves(member_slice(mixed, 2).sac.actor.params)[0]
   assert not np.allclose(first, third)
 
 

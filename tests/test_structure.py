@@ -142,3 +142,28 @@ def test_shipped_configs_resolve_by_name(tmp_path, monkeypatch):
       loading.CONFIG_DIR, "mujoco_rrd_sac.py") + ":hopper"
   assert loading.config_file("configs/libero_rrd.py") == loading.DEFAULT_CONFIG_FILE
   assert loading.config_file("nothing_here.py") == "nothing_here.py"
+
+
+def _config_get_calls(tree):
+  """`<config expression>.get("field", ...)` calls: a config read with a fallback default."""
+  def is_config(node):
+    while isinstance(node, ast.Attribute):
+      if node.attr in ("model", "optim", "data", "returns", "train", "rrd", "eval"):
+        return True
+      node = node.value
+    return isinstance(node, ast.Name) and (node.id == "config" or node.id.endswith("_config"))
+  return [node.lineno for node in ast.walk(tree)
+          if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+          and node.func.attr == "get" and node.args and isinstance(node.args[0], ast.Constant)
+          and is_config(node.func.value)]
+
+
+def test_config_fields_are_read_without_fallback_defaults():
+  """The config files define every default (saved configs are upgraded in one place,
+  config/schema.py's upgrade): no inner module reads a field with a `.get(field, default)` that
+  could disagree with them."""
+  found = []
+  for module, path in _modules().items():
+    lines = _config_get_calls(ast.parse(open(path, encoding="utf-8").read()))
+    found += [f"rrd_jax/{module.replace('.', '/')}.py:{line}" for line in lines]
+  assert not found, found

@@ -57,7 +57,8 @@ def main():
     except OSError:
       raise UserError(f"config file {flags.FLAGS['config'].serialize().split('=', 1)[-1]} "
                       "cannot be loaded (missing or unreadable)") from None
-    compile_cache.enable(resolved.get("compile_cache_dir", ""))
+    schema.validate(resolved)  # before the loop's imports (TensorFlow) and the devices
+    compile_cache.enable(resolved.compile_cache_dir)
     if schema.run_kind(resolved) == "reward_model":  # multi-process jobs
       parallel.initialize_distributed(coordinator.value, num_processes.value, process_id.value)
     train_and_evaluate(resolved, workdir.value)

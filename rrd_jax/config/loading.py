@@ -86,28 +86,10 @@ def load_config(path=DEFAULT_CONFIG_FILE, variant="", overrides=None):
   return apply_overrides(module.get_config(variant), overrides or {})
 
 
-def _config_spec(argv):
-  for i, arg in enumerate(argv):
-    if arg.startswith("--config="):
-      return arg.split("=", 1)[1]
-    if arg == "--config" and i + 1 < len(argv):
-      return argv[i + 1]
-  return DEFAULT_CONFIG_FILE
-
-
-def _kind_of_file(spec):
-  path, _, variant = config_file(spec).partition(":")
-  try:
-    return schema.run_kind(load_config(path, variant))
-  except Exception:  # pylint: disable=broad-except  (the CLI reports a bad config file itself)
-    return "reward_model"
-
-
 def resolve_config_argv(argv):
   """argv with the value of --config (either form) resolved by `config_file`, and --config.FIELD
   overrides under old field names renamed (one deprecation line)."""
   out, renamed = list(argv), []
-  kind = None
   for i, arg in enumerate(out):
     if arg.startswith("--config="):
       out[i] = "--config=" + config_file(arg.split("=", 1)[1])
@@ -115,8 +97,7 @@ def resolve_config_argv(argv):
       out[i + 1] = config_file(out[i + 1])
     elif arg.startswith("--config."):
       field, equals, value = arg[len("--config."):].partition("=")
-      kind = kind or _kind_of_file(_config_spec(argv))
-      new = schema.upgrade_key(field, kind)
+      new = schema.upgrade_key(field)
       if new != field:
         out[i] = f"--config.{new}{equals}{value}"
         renamed.append(f"{field} -> {new}")

@@ -55,7 +55,10 @@ ADDED = {
                      "model.normalize_inputs": False, "optim.schedule": "constant",
                      "optim.warmup_steps": 0, "returns.success": "reward",
                      "data.cache_memory_gib": 0.0, "compile_cache_dir": "",
-                     "model.low_dim_inputs": LOW_DIM_INPUTS, "model.state_dims": ()},
+                     "model.low_dim_inputs": LOW_DIM_INPUTS, "model.state_dims": (),
+                     "returns.kind": "sum", "returns.time_penalty": 0.0,
+                     "data.embedded_task": "touch", "data.embedded_block_in_state": False,
+                     "data.skip_bad_episodes": False, "data.mixture": {}},
     "agent": {"optim.weight_decay": 0.0, "compile_cache_dir": "", "ircr.heap_size": 10,
               "ircr.replay_capacity": 300_000, "ircr.polyak": 0.999, "ircr.batch_size": 512,
               "ircr.fixed_alpha": 0.0, "env.backend": "gymnasium"},
@@ -141,8 +144,12 @@ def run_kind(config):
   return kind
 
 
-def upgrade_key(key, kind):
-  """Today's name of a config field (`key` itself when it is not an old name)."""
+def upgrade_key(key, kind=None):
+  """Today's name of a config field (`key` itself when it is not an old name). Without `kind`
+  (a command line read before its config file is loaded) any kind's old name is renamed: no old
+  name of one kind is a field of the other (tests/test_schema.py checks it)."""
+  if kind is None:
+    return next((table[key] for table in RENAMED.values() if key in table), key)
   return RENAMED.get(kind, {}).get(key, key)
 
 
@@ -182,6 +189,8 @@ def upgrade(tree, where="a saved config"):
   for key, default in ADDED[kind].items():
     value, found = _pop(tree, key)
     _put(tree, key, value if found else default)
+  for component in (tree.get("data", {}).get("mixture") or {}).values():
+    component.setdefault("success", "reward")  # a mixture component's field added since
   _deprecation(where, changes)
   return tree
 
@@ -285,14 +294,14 @@ def _validate_returns(config):
   _check(returns.negatives_ratio == 0 or config.model.use_instruction,
          f"returns.negatives_ratio={returns.negatives_ratio} needs model.use_instruction=True "
          "(negatives differ from positives only in their instruction)")
-  for name, component in (config.data.get("mixture") or {}).items():
+  for name, component in config.data.mixture.items():
     prefix = f"data.mixture.{name}"
-    for field in ("dataset_dir", "weight", "returns_kind", "time_penalty"):
+    for field in ("dataset_dir", "weight", "returns_kind", "time_penalty", "success"):
       _check(field in component, f"{prefix} has no field {field!r}; define components with "
              "configs/libero_rrd.py's mixture_component")
     _check(component.weight > 0, f"{prefix}.weight must be > 0, got {component.weight}")
     _one_of(component.returns_kind, RETURN_KINDS, f"{prefix}.returns_kind")
-    _one_of(component.get("success", "reward"), SUCCESS_KINDS, f"{prefix}.success")
+    _one_of(component.success, SUCCESS_KINDS, f"{prefix}.success")
     _check(component.time_penalty >= 0,
            f"{prefix}.time_penalty must be >= 0, got {component.time_penalty}")
 

@@ -89,7 +89,7 @@ class SamplerOptions:
 
   @classmethod
   def from_config(cls, config, seed):
-    mixture = config.data.get("mixture") or {}
+    mixture = config.data.mixture
     return cls(episodes_per_batch=int(config.rrd.episodes_per_batch),
                sample_size=int(config.rrd.sample_size), seed=int(seed),
                weighting=config.data.episode_weighting,

@@ -61,23 +61,22 @@ def _embedded_params(data_config, episodes, success_rate, seed):
   return embedded.EmbeddedParams(
       num_episodes=episodes, min_length=data_config.embedded_min_length,
       max_length=data_config.embedded_max_length, image_size=data_config.embedded_image_size,
-      task=data_config.get("embedded_task", "touch"), success_rate=success_rate, seed=seed,
-      block_in_state=data_config.get("embedded_block_in_state", False))
+      task=data_config.embedded_task, success_rate=success_rate, seed=seed,
+      block_in_state=data_config.embedded_block_in_state)
 
 
 def components(config):
   """The configured datasets as Components (dataset_dir not yet resolved when embedded)."""
   data = config.data
-  mixture = data.get("mixture") or {}
-  if not mixture:
+  if not data.mixture:
     return [Component("data", data.dataset_dir, 1.0, config.returns.kind,
                       config.returns.time_penalty,
                       _embedded_params(data, data.embedded_episodes, data.embedded_success_rate, 0),
-                      config.returns.get("success", "reward"))]
+                      config.returns.success)]
   return [Component(name, c.dataset_dir, float(c.weight), c.returns_kind, float(c.time_penalty),
                     _embedded_params(data, c.embedded_episodes, c.embedded_success_rate,
-                                     c.embedded_seed), c.get("success", "reward"))
-          for name, c in mixture.items()]
+                                     c.embedded_seed), c.success)
+          for name, c in data.mixture.items()]
 
 
 def _resolve(component, data_config, log):
@@ -111,7 +110,7 @@ def _check_same_features(builders, keys, names, step_keys):
 def open_source(config, resolved, log=print):
   """Opens and indexes the resolved components; applies each one's return definition."""
   keys = rlds.FeatureKeys.from_config(config.data)
-  skip_bad = bool(config.data.get("skip_bad_episodes", False))
+  skip_bad = bool(config.data.skip_bad_episodes)
   frame_keys = [keys.frame(f) for f in ModelInputs.from_config(config).frames]
   builders = [rlds.open_builder(c.dataset_dir) for c in resolved]
   for builder in builders:
@@ -141,7 +140,7 @@ def open_dataset(data_config, dataset_dir, inputs=None):
   builder = rlds.open_builder(dataset_dir)
   rlds.check_step_features(builder, keys)
   index = rlds.build_index(builder, keys,
-                           skip_bad=bool(data_config.get("skip_bad_episodes", False)),
+                           skip_bad=bool(data_config.skip_bad_episodes),
                            frame_keys=[keys.frame(f) for f in (inputs.frames if inputs else ())])
   return builder, index, keys
 

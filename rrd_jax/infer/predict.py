@@ -96,9 +96,8 @@ def _dataset_and_returns(workdir, config, facts, dataset_dir):
   if match:
     return (dataset_dir, returns.reward_offset(match[0]["returns_kind"], match[0]["time_penalty"]),
             match[0].get("success", "reward") == "all")
-  run_returns = config.get("returns") or {"kind": "sum", "time_penalty": 0.0}
-  return (dataset_dir, returns.reward_offset(run_returns["kind"], run_returns["time_penalty"]),
-          run_returns.get("success", "reward") == "all")
+  return (dataset_dir, returns.reward_offset(config.returns.kind, config.returns.time_penalty),
+          config.returns.success == "all")
 
 
 def _default_checkpoint(workdir, facts):

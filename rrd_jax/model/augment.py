@@ -16,16 +16,17 @@ _STREAM = 0x61756721  # keeps the augmentation's keys apart from the parameter i
 
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
-  kind: str = "none"
-  pad: int = 4
-  seed: int = 0
+  """Which augmentation the train step applies (config.model.augment / augment_pad)."""
+  kind: str
+  pad: int
+  seed: int
 
   @classmethod
   def from_config(cls, config):
     """config.model.augment / augment_pad for pixel models; "none" otherwise."""
     model = config.model
-    kind = model.get("augment", "none") if model.kind == "pixel" else "none"
-    return cls(kind=kind, pad=int(model.get("augment_pad", 4)), seed=int(config.seed))
+    kind = model.augment if model.kind == "pixel" else "none"
+    return cls(kind=kind, pad=int(model.augment_pad), seed=int(config.seed))
 
   def __call__(self, batch, step):
     """`batch` with its frames ([B, K, S, S, C] uint8) augmented for train step `step`."""

@@ -82,13 +82,21 @@ def reward_model(config):
   return networks.RewardNet(kind="mlp", hidden_sizes=tuple(config.rrd.hidden_sizes))
 
 
+def optim_options(optim):
+  """The agent's reward-model optimiser (configs/mujoco_rrd_sac.py's optim: no schedule)."""
+  return step_lib.OptimOptions(learning_rate=float(optim.learning_rate),
+                               grad_clip_norm=float(optim.grad_clip_norm),
+                               weight_decay=float(optim.weight_decay), schedule="constant",
+                               warmup_steps=0)
+
+
 def create(config, hp, observation_size, key):
   key_sac, key_reward, key_rng = jax.random.split(key, 3)
   model = reward_model(config)
   example = {k: jnp.zeros(s.shape, s.dtype)
              for k, s in rewards.MODEL_INPUTS.specs(observation_size, hp.action_size).items()}
   reward = step_lib.TrainState.create(apply_fn=model.apply, params=model.init(key_reward, example),
-                                      tx=step_lib.make_optimizer(config.optim))
+                                      tx=step_lib.make_optimizer(optim_options(config.optim)))
   return LearnerState(sac=sac.create(hp, observation_size, key_sac), reward=reward, rng=key_rng,
                       updates=jnp.zeros((), jnp.int32))
 

@@ -57,6 +57,3 @@ def stack(trees):
   """Pytrees of the same structure -> one pytree with a leading member axis."""
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
-
-def member_slice(tree, index):
-  return jax.tree.map(lambda leaf: leaf[index], tree)

@@ -67,7 +67,7 @@ def _check_shards_fit(config, loader, plan, mesh):
     free = []
   elif local and local[0].platform == "cpu":  # the devices share the host's RAM
     free = [f // len(local) for f in free]
-  limit = float(config.data.get("cache_memory_gib", 0.0)) * 2**30
+  limit = float(config.data.cache_memory_gib) * 2**30
   available = min(free + ([limit] if limit > 0 else []), default=None)
   if available is not None and jax.process_count() > 1:
     available = float(np.min(parallel.gather_from_processes(np.float64(available))))

@@ -1,5 +1,6 @@
 """TrainState and the jitted train / eval / predict steps."""
 
+import dataclasses
 import functools
 
 import chex
@@ -18,28 +19,45 @@ class TrainState(train_state.TrainState):
   """params, opt_state and step (flax); apply_fn and tx are static."""
 
 
-def learning_rate(optim_config, num_steps=None):
-  """optim.learning_rate as a number ("constant") or an optax schedule over num_steps updates:
-  "cosine" warms up linearly for optim.warmup_steps, then decays to 0 at num_steps."""
-  schedule = optim_config.get("schedule", "constant")
-  if schedule == "constant":
-    return optim_config.learning_rate
-  if schedule == "cosine":
-    warmup = optim_config.get("warmup_steps", 0)
-    return optax.warmup_cosine_decay_schedule(0.0 if warmup else optim_config.learning_rate,
-                                              optim_config.learning_rate, warmup,
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OptimOptions:
+  """The optimiser's settings (config.optim, whose file defines every default)."""
+  learning_rate: float
+  grad_clip_norm: float
+  weight_decay: float
+  schedule: str  # "constant" or "cosine"
+  warmup_steps: int
+
+  @classmethod
+  def from_config(cls, optim):
+    """From a reward-model config's optim section (configs/libero_rrd.py)."""
+    return cls(learning_rate=float(optim.learning_rate), grad_clip_norm=float(optim.grad_clip_norm),
+               weight_decay=float(optim.weight_decay), schedule=optim.schedule,
+               warmup_steps=int(optim.warmup_steps))
+
+
+def learning_rate(options, num_steps=None):
+  """options.learning_rate as a number ("constant") or an optax schedule over num_steps updates:
+  "cosine" warms up linearly for options.warmup_steps, then decays to 0 at num_steps."""
+  if options.schedule == "constant":
+    return options.learning_rate
+  if options.schedule == "cosine":
+    warmup = options.warmup_steps
+    return optax.warmup_cosine_decay_schedule(0.0 if warmup else options.learning_rate,
+                                              options.learning_rate, warmup,
                                               max(int(num_steps), warmup + 1), end_value=0.0)
-  raise ValueError(f"unknown optim.schedule {schedule!r}")
+  raise ValueError(f"unknown optim.schedule {options.schedule!r}")
 
 
-def make_optimizer(optim_config, num_steps=None, frozen=None):
-  """Adam (AdamW when optim.weight_decay > 0) with optional clipping and schedule. frozen: a
-  function of the params tree giving True for leaves no update may touch (e.g. input statistics)."""
+def make_optimizer(options, num_steps=None, frozen=None):
+  """Adam (AdamW when options.weight_decay > 0) with optional clipping and schedule, from an
+  OptimOptions. frozen: a function of the params tree giving True for leaves no update may touch
+  (e.g. input statistics)."""
   chain = []
-  if optim_config.grad_clip_norm > 0:
-    chain.append(optax.clip_by_global_norm(optim_config.grad_clip_norm))
-  rate = learning_rate(optim_config, num_steps)
-  decay = optim_config.get("weight_decay", 0.0)  # AdamW when > 0 (plain Adam keeps its state tree)
+  if options.grad_clip_norm > 0:
+    chain.append(optax.clip_by_global_norm(options.grad_clip_norm))
+  rate = learning_rate(options, num_steps)
+  decay = options.weight_decay  # AdamW when > 0 (plain Adam keeps its state tree)
   chain.append(optax.adamw(rate, weight_decay=decay) if decay > 0 else optax.adam(rate))
   tx = optax.chain(*chain)
   if frozen is None:
@@ -61,14 +79,14 @@ def create_train_state(config, num_instructions, state_size, action_size, *, rng
   placed by `sharding` (default: this process's first device). rng: default PRNGKey(config.seed).
   input_stats: {state,action,delta}_{mean,std} arrays for a model with model.normalize_inputs
   (default: mean 0, std 1 until a checkpoint restores the saved ones)."""
-  outside = [d for d in config.model.get("state_dims", ()) if d >= state_size]
+  outside = [d for d in config.model.state_dims if d >= state_size]
   if outside:
     raise UserError(f"model.state_dims {tuple(outside)} are outside the dataset's {state_size}-d "
                     f"observation state (dimensions 0 to {state_size - 1})")
   model = networks.build_model(config.model, num_instructions=num_instructions)
   specs = ModelInputs.from_config(config).specs(state_size, action_size)
-  normalize = config.model.get("normalize_inputs", False)
-  tx = make_optimizer(config.optim, config.train.num_steps,
+  normalize = config.model.normalize_inputs
+  tx = make_optimizer(OptimOptions.from_config(config.optim), config.train.num_steps,
                       frozen=_input_stats_leaves if normalize else None)
   stats = None
   if normalize and input_stats is not None:
