@@ -1,4 +1,4 @@
-"""RRD-SAC on episodic-reward MuJoCo tasks (RRD_REFERENCE.md, "The full agent").
+"""RRD-SAC on episodic-reward MuJoCo tasks (docs/ALGORITHM.md, "The full agent (RRD-SAC)").
 
 Usage: python -m rrd_jax.cli.train --config configs/mujoco_rrd_sac.py:VARIANT --workdir DIR \
          [--config.reward.kind=ircr] [--config.KEY=VALUE ...]
@@ -85,7 +85,7 @@ def get_config(variant="hopper"):
   rrd.hidden_sizes = (256, 256)  # Reward model MLP on [s, a, s - s'].
 
   config.ircr = ircr = ml_collections.ConfigDict()  # reward.kind=ircr: the original IRCR's own
-  #                                                   settings (RRD_REFERENCE.md), not sac.*'s.
+  #                                                   settings (docs/ALGORITHM.md), not sac.*'s.
   ircr.heap_size = 10  # Highest-return episodes kept apart; half of every SAC batch comes from them.
   ircr.replay_capacity = 300_000  # Transitions in its ring buffer (replay.capacity is RRD's).
   ircr.polyak = 0.999

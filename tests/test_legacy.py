@@ -14,7 +14,7 @@ from rrd_jax.cli import pytorch_flags
 from rrd_jax.config import loading, schema
 from rrd_jax.util.errors import UserError
 
-# The seed command of shared/docs/RRD_REFERENCE.md (scripts/train.py flags), dataset path aside.
+# The seed command of docs/ALGORITHM.md (scripts/train.py flags), dataset path aside.
 SEED_ARGS = [
     "--env", "libero-10", "--env_type", "normal", "--alg", "rrd", "--basis_alg", "sac",
     "--rrd_reward_only", "True", "--tag", "pretrain_RRD_Libero10",

@@ -1,4 +1,4 @@
-"""Tests of rrd_jax.model.losses against an independent NumPy reference (RRD_REFERENCE.md, "Losses")."""
+"""Tests of rrd_jax.model.losses against an independent NumPy reference (docs/ALGORITHM.md, "Losses")."""
 
 import itertools
 

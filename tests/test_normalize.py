@@ -11,6 +11,7 @@ import pytest
 from rrd_jax.cli import train
 from rrd_jax.data import rlds
 from rrd_jax.model import networks
+from rrd_jax.model.losses import LossOptions
 from rrd_jax.run import parallel
 from rrd_jax.train import prepare
 from rrd_jax.train import step as step_lib
@@ -90,8 +91,8 @@ def test_training_never_changes_the_statistics_even_with_weight_decay():
   config = _config(**{"optim.weight_decay": 0.5, "optim.grad_clip_norm": 1.0})
   state = step_lib.create_train_state(config, 1, 3, 2, input_stats=stats)
   before = jax.device_get(state.params)
-  train_step = step_lib.make_train_step(("state", "next_state", "action"), config.rrd,
-                                        parallel.make_mesh(-1))
+  train_step = step_lib.make_train_step(("state", "next_state", "action"),
+                                        LossOptions.from_config(config.rrd), parallel.make_mesh(-1))
   for _ in range(3):
     state, metrics = train_step(state, _batch(rng))
   after = jax.device_get(state.params)

@@ -1,4 +1,4 @@
-"""Tests of rrd_jax.data.sampling (RRD_REFERENCE.md, "Sampling")."""
+"""Tests of rrd_jax.data.sampling (docs/ALGORITHM.md, "Sampling")."""
 
 import itertools
 

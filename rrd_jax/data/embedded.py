@@ -2,7 +2,7 @@
 
 Its episodes (the "touch" task with a known dense reward, the "instructed" LIBERO-like demos) come
 from rrd_jax/data/scenes.py. Features, dtypes and shapes follow LIBERO's RLDS layout (see
-shared/docs/LIBERO_RLDS.md); the dataset is written with tfds's own builder machinery, so it
+docs/LIBERO_RLDS.md); the dataset is written with tfds's own builder machinery, so it
 opens with tfds.builder_from_directory.
 """
 

@@ -8,7 +8,7 @@ Each file holds `data/demo_<n>/{actions, rewards, dones, obs/{agentview_rgb, eye
 ee_states, gripper_states, joint_states}}`; demos are written file by file, in numeric demo order.
 
 The result, OUT/<name>/1.0.0/, opens with tfds.builder_from_directory and has exactly the
-features of `embedded.libero_features(image_size)` (shared/docs/LIBERO_RLDS.md):
+features of `embedded.libero_features(image_size)` (docs/LIBERO_RLDS.md):
   image, wrist_image   agentview_rgb / eye_in_hand_rgb rotated 180° (img[::-1, ::-1]), resized to
                        image_size if needed, JPEG
   state                ee_states (6) + gripper_states (2); joint_state: joint_states (7)

@@ -1,4 +1,4 @@
-"""RRD episode and step-index sampling (reference semantics, RRD_REFERENCE.md).
+"""RRD episode and step-index sampling (reference semantics, docs/ALGORITHM.md, "Sampling").
 
 The batch plan for a training step is a pure function of (seed, step): the same plan is produced
 after a resume, on any number of devices or processes (each takes its slice of the global plan).

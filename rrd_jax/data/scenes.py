@@ -14,7 +14,7 @@ LIBERO-10). A successful episode moves to that block at its own pace and ends wh
 touching it, with reward 1.0 on the last step only, as in LIBERO's RLDS demos (every return is 1).
 With success_rate < 1 (policy rollouts) a failed episode goes to a wrong block, wanders and is cut
 at max_length with reward 0 everywhere.
-Features, dtypes and shapes follow LIBERO's RLDS layout (see shared/docs/LIBERO_RLDS.md).
+Features, dtypes and shapes follow LIBERO's RLDS layout (see docs/LIBERO_RLDS.md).
 """
 
 import dataclasses

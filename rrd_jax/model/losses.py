@@ -1,4 +1,4 @@
-"""RRD losses as pure functions of arrays (see shared/docs/RRD_REFERENCE.md).
+"""RRD losses as pure functions of arrays (docs/ALGORITHM.md, "Losses").
 
 For one episode with true return R, length T and predictions r_1..r_K at K sampled steps,
 m = mean_k r_k:
@@ -11,10 +11,24 @@ m = mean_k r_k:
 Episode losses are averaged over the batch (optionally weighted, e.g. to mask padding).
 """
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 
 from rrd_jax.config.schema import LOSS_FORMS
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LossOptions:
+  """Which RRD loss a train step minimises (config.rrd.loss_form / bias_correction)."""
+  form: str  # LOSS_FORMS
+  bias_correction: bool  # L-RD (bias-corrected) instead of L-Rand-RD
+
+  @classmethod
+  def from_config(cls, rrd):
+    """From a reward-model config's rrd section (configs/libero_rrd.py)."""
+    return cls(form=rrd.loss_form, bias_correction=bool(rrd.bias_correction))
 
 
 

@@ -1,4 +1,4 @@
-"""Episodic-reward environments (RRD_REFERENCE.md, "The full agent") and a batch of them.
+"""Episodic-reward environments (docs/ALGORITHM.md, "The full agent (RRD-SAC)") and a batch of them.
 
 `EpisodicReward` hides the per-step reward: every step returns 0 except the episode's last, which
 returns the episode's summed reward. The true per-step reward stays in info["dense_reward"] (the

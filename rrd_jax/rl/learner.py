@@ -1,6 +1,6 @@
 """The learner: SAC plus (for the rrd kinds) the RRD reward model, as one pytree.
 
-One training step (RRD_REFERENCE.md, "The full agent"):
+One training step (docs/ALGORITHM.md, "The full agent (RRD-SAC)"):
   1. rrd kinds: one RRD update of the reward model on an RRD batch of stored episodes
      (rrd.episodes_per_batch episodes x rrd.sample_size steps; rrd_loss, config.rrd.loss_form);
   2. one SAC update on a transition batch whose rewards come from rewards.transition_rewards (for
@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from rrd_jax.model import networks
+from rrd_jax.model.losses import LossOptions
 from rrd_jax.rl import replay, rewards, sac
 from rrd_jax.train import step as step_lib
 
@@ -106,15 +107,18 @@ def bias_correction(kind):
   return kind == "rrd_lrd"
 
 
-def rrd_update(reward_state, rrd_config, corrected, batch):
+def rrd_update(reward_state, loss_form, corrected, batch):
   """One RRD update (step.train_update, the offline path's) on replay.sample_episodes' batch:
   [B, K, ...] steps + [B] episode_return / episode_length. `corrected`: bias correction (L-RD), a
-  Python bool or a traced [] bool (a population mixing rrd and rrd_lrd members).
+  Python bool or a traced [] bool (a population mixing rrd and rrd_lrd members); loss_form:
+  config.rrd.loss_form.
   Metrics are the offline step's, prefixed rrd_ (rrd_loss, rrd_reward_mean, ...)."""
   inputs = dict(rewards.model_inputs(batch), episode_return=batch["episode_return"],
                 episode_length=batch["episode_length"])
   reward_state, metrics = step_lib.train_update(reward_state, inputs, rewards.MODEL_INPUTS.keys,
-                                                rrd_config, bias_correction=corrected)
+                                                LossOptions(form=loss_form,
+                                                            bias_correction=False),
+                                                bias_correction=corrected)
   return reward_state, {f"rrd_{name}": value for name, value in metrics.items()}
 
 
@@ -135,7 +139,7 @@ def train_step(state, buffer, kind_id, *, config, hp, kinds):
     flags = {bias_correction(k) for k in model_kinds}
     corrected = flags.pop() if len(flags) == 1 else jnp.asarray(
         [bias_correction(k) for k in kinds])[kind_id]
-    reward, metrics = rrd_update(reward, config.rrd, corrected, rrd_batch)
+    reward, metrics = rrd_update(reward, config.rrd.loss_form, corrected, rrd_batch)
   settings = [kind_settings(config, k) for k in kinds]
   batch, (return_min, return_max) = _sac_batch(buffer, key_batch, kind_id, settings)
   reward_fn = functools.partial(reward.apply_fn, reward.params)

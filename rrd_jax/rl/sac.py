@@ -1,4 +1,4 @@
-"""Soft Actor-Critic (RRD_REFERENCE.md, "The full agent"): networks, agent state, update math.
+"""Soft Actor-Critic (docs/ALGORITHM.md, "The full agent (RRD-SAC)"): networks, agent state, update math.
 
 - Critics: `num_critics` Q networks (MLP on [s, a]) as one flax module vmapped over stacked
   params (nn.vmap): Q(s, a) -> [C, B].

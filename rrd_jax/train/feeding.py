@@ -9,6 +9,7 @@ import numpy as np
 from rrd_jax.data import cache, pipeline
 from rrd_jax.data.sampling import SamplerOptions
 from rrd_jax.model.augment import Augmentation
+from rrd_jax.model.losses import LossOptions
 from rrd_jax.run import parallel
 from rrd_jax.train import step as step_lib
 from rrd_jax.util.errors import UserError
@@ -114,7 +115,7 @@ def _device_stepper(config, data, mesh, plan, options, augmentation, log):
                  build_seconds=round(time.perf_counter() - start, 3),
                  sampling_law_max_deviation=plan.law_deviation())
   stepper = DeviceStepper(device_cache, step_lib.make_cached_train_fn(
-      loader.inputs.keys, config.rrd, mesh, device_cache, augmentation))
+      loader.inputs.keys, LossOptions.from_config(config.rrd), mesh, device_cache, augmentation))
   return stepper, stats
 
 
@@ -126,7 +127,8 @@ def make_stepper(config, data, mesh, start_step, plan=None, log=print):
   num_steps = max(0, config.train.num_steps - start_step)
   options = SamplerOptions.from_config(config, config.seed)
   augmentation = Augmentation.from_config(config)
-  train_step = step_lib.make_train_step(loader.inputs.keys, config.rrd, mesh, augmentation)
+  train_step = step_lib.make_train_step(loader.inputs.keys, LossOptions.from_config(config.rrd),
+                                        mesh, augmentation)
   if kind == "none":
     batches = pipeline.train_batches(
         loader, train_ids, options, start_step=start_step, num_steps=num_steps,

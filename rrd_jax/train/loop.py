@@ -19,6 +19,7 @@ from rrd_jax.config.inputs import ModelInputs
 from rrd_jax.data import pipeline, returns
 from rrd_jax.data.sampling import SamplerOptions
 from rrd_jax.model import networks
+from rrd_jax.model.losses import LossOptions
 from rrd_jax.run import checkpoint, lifecycle, parallel, profiling
 from rrd_jax.train import evaluation, feeding, plots, prepare
 from rrd_jax.train import step as step_lib
@@ -44,7 +45,7 @@ class Evaluator:
   def __init__(self, config, data, mesh, apply_fn):
     self.config, self.data, self.mesh = config, data, mesh
     keys = ModelInputs.from_config(config).keys
-    self.eval_step = step_lib.make_eval_step(keys, config.rrd, mesh)
+    self.eval_step = step_lib.make_eval_step(keys, LossOptions.from_config(config.rrd), mesh)
     self.predict_fn = step_lib.make_predict_fn(apply_fn, keys, mesh)
     self.sharding = parallel.batch_sharding(mesh)
     self.history, self.warned = [], False  # this run's evaluations (the overfitting warning)

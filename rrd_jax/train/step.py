@@ -112,15 +112,15 @@ def predict_sampled(apply_fn, params, inputs):
   return jax.vmap(lambda episode_inputs: apply_fn(params, episode_inputs))(inputs)
 
 
-def _loss_and_metrics(apply_fn, params, batch, input_keys, rrd_config, bias_correction=None):
+def _loss_and_metrics(apply_fn, params, batch, input_keys, loss_options, bias_correction=None):
   inputs = {k: batch[k] for k in input_keys}
   pred = predict_sampled(apply_fn, params, inputs)  # [B, K]
   if "true_reward" in batch:  # offline batches carry it (metrics); the online learner's do not
     chex.assert_equal_shape([pred, batch["true_reward"]])
   if bias_correction is None:
-    bias_correction = rrd_config.bias_correction
+    bias_correction = loss_options.bias_correction
   loss = losses.rrd_loss(pred, batch["episode_return"], batch["episode_length"],
-                         form=rrd_config.loss_form, bias_correction=bias_correction)
+                         form=loss_options.form, bias_correction=bias_correction)
   lengths = batch["episode_length"].astype(jnp.float32)
   predicted_return = jnp.mean(pred, axis=-1) * lengths  # T * m: the RRD return estimate
   metrics = {
@@ -132,21 +132,22 @@ def _loss_and_metrics(apply_fn, params, batch, input_keys, rrd_config, bias_corr
   return loss, metrics
 
 
-def train_update(state, batch, input_keys, rrd_config, bias_correction=None, augmentation=None):
+def train_update(state, batch, input_keys, loss_options, bias_correction=None, augmentation=None):
   """One Adam step on an RRD batch (unjitted; the jitted steps below and the online learner wrap
-  it). `bias_correction` overrides rrd_config.bias_correction (a bool or a traced [] bool).
+  it). loss_options: a losses.LossOptions; `bias_correction` overrides its bias_correction (a bool
+  or a traced [] bool).
   augmentation: an augment.Augmentation applied to the batch's frames for step state.step."""
   if augmentation is not None:
     batch = augmentation(batch, state.step)
   grad_fn = jax.grad(functools.partial(_loss_and_metrics, state.apply_fn, input_keys=input_keys,
-                                       rrd_config=rrd_config, bias_correction=bias_correction),
+                                       loss_options=loss_options, bias_correction=bias_correction),
                      argnums=0, has_aux=True)
   grads, metrics = grad_fn(state.params, batch)
   metrics["grad_norm"] = optax.tree.norm(grads)
   return state.apply_gradients(grads=grads), metrics
 
 
-def make_cached_train_fn(input_keys, rrd_config, mesh, cache, augmentation=None):
+def make_cached_train_fn(input_keys, loss_options, mesh, cache, augmentation=None):
   """(state, table, probabilities, first_step, num_steps) -> (state, mean metrics): num_steps
   updates in one call (lax.scan), each on the batch `cache.sample` draws inside jit for its step
   from the device-resident frame table (rrd_jax/data/cache.py DeviceCache)."""
@@ -156,7 +157,7 @@ def make_cached_train_fn(input_keys, rrd_config, mesh, cache, augmentation=None)
     def body(state, step):
       batch = jax.lax.with_sharding_constraint(cache.sample(table, probabilities, step),
                                                batch_sharding)
-      return train_update(state, batch, input_keys, rrd_config, augmentation=augmentation)
+      return train_update(state, batch, input_keys, loss_options, augmentation=augmentation)
 
     state, metrics = jax.lax.scan(body, state, first_step + jnp.arange(num_steps))
     return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
@@ -165,21 +166,21 @@ def make_cached_train_fn(input_keys, rrd_config, mesh, cache, augmentation=None)
                  out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)))
 
 
-def make_train_step(input_keys, rrd_config, mesh, augmentation=None):
+def make_train_step(input_keys, loss_options, mesh, augmentation=None):
   """(state, batch) -> (state, metrics); batch leaves are [B, K, ...] sharded over `data`."""
 
-  train_step = functools.partial(train_update, input_keys=input_keys, rrd_config=rrd_config,
+  train_step = functools.partial(train_update, input_keys=input_keys, loss_options=loss_options,
                                  augmentation=augmentation)
   return jax.jit(train_step, in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
                  out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
                  donate_argnums=(0,))
 
 
-def make_eval_step(input_keys, rrd_config, mesh):
+def make_eval_step(input_keys, loss_options, mesh):
   """(params, batch) -> metrics on an RRD batch, without updating."""
 
   def eval_step(params, batch, apply_fn):
-    return _loss_and_metrics(apply_fn, params, batch, input_keys, rrd_config)[1]
+    return _loss_and_metrics(apply_fn, params, batch, input_keys, loss_options)[1]
 
   def run(state, batch):
     return jitted(state.params, batch, state.apply_fn)
