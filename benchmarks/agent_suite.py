@@ -1,8 +1,8 @@
 """The paper's task suite as one prepared command: task x reward kind x seed on the MJX backend,
 plus one task on the gymnasium backend for the throughput comparison.
 
-python -m benchmarks.agent_suite [--quick] [--tasks hopper,walker2d,...] [--kinds rrd,ircr,...]
-    [--seeds 3] [--env-steps N] [--num-envs E] [--budget-s S] [--workdir DIR] [--out RESULT.json]
+python -m benchmarks.agent_suite [--quick | --smoke] [--tasks hopper,walker2d,...]
+    [--kinds rrd,ircr,...] [--seeds 3] [--env-steps N] [--num-envs E] [--budget-s S] [--workdir DIR] [--out RESULT.json]
 
 For each task, one population (configs/mujoco_rrd_sac.py:<task>_comparison: every kind x seeds,
 trained side by side) runs with env.backend=mjx for --env-steps env steps per member, its
@@ -21,13 +21,13 @@ replay capacities min(preset, steps) (a ring that never wraps holds the same dat
 of the memory); one gradient step per env step as the reference, train.env_steps_per_call =
 updates_per_call = --call-steps (default 1000 on an accelerator, fewer calls from the host).
 --quick (this CPU, <= 3 minutes): HalfCheetah, rrd + episodic x 1 seed, 600 env steps, 50-step
-episodes and 64-64 networks; gymnasium side the same.
+episodes and 64-64 networks; gymnasium side the same. --smoke (seconds past the compilation):
+the same with 200 env steps, 50 per call, 25-step episodes and 16-16 networks; it checks that the
+command runs and writes its figures.
 """
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -39,8 +39,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+from benchmarks import common  # noqa: E402  pylint: disable=wrong-import-position
 from configs import mujoco_rrd_sac  # noqa: E402  pylint: disable=wrong-import-position
 from rrd_jax.rl import agent_loop  # noqa: E402  pylint: disable=wrong-import-position
+
+# --quick and --smoke: (tasks, kinds, seeds, env steps, MJX envs per member, call steps, episode
+# steps, hidden sizes, eval episodes)
+SMALL = {"quick": ("halfcheetah", "rrd,episodic", 1, 600, 2, 100, 50, (64, 64), 2),
+         "smoke": ("halfcheetah", "rrd,episodic", 1, 200, 2, 50, 25, (16, 16), 1)}
 
 
 def _config(task, args, backend, env_steps, num_envs):
@@ -49,7 +55,8 @@ def _config(task, args, backend, env_steps, num_envs):
   config.population.seeds = args.seeds
   config.env.backend = backend
   config.env.num_envs = num_envs
-  config.env.subprocesses = backend == "gymnasium" and not args.quick
+  small = SMALL.get(args.size)
+  config.env.subprocesses = backend == "gymnasium" and not small
   config.train.total_env_steps = env_steps
   config.train.warmup_steps = min(10_000, env_steps // 10)
   call = max(num_envs, args.call_steps - args.call_steps % num_envs)
@@ -61,22 +68,18 @@ def _config(task, args, backend, env_steps, num_envs):
                                     min(config.ircr.replay_capacity, env_steps))
   config.checkpoint.every_steps = 0
   config.checkpoint.save_final = False
-  if args.quick:
-    config.env.max_episode_steps = 50
-    config.sac.hidden_sizes = config.rrd.hidden_sizes = (64, 64)
-    config.eval.episodes = 2
+  if small:
+    config.env.max_episode_steps, hidden, config.eval.episodes = small[6:]
+    config.sac.hidden_sizes = config.rrd.hidden_sizes = hidden
   return config
 
 
 def _read_metrics(run_dir):
-  with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
-    return [json.loads(line) for line in f]
+  return common.read_metrics(run_dir)
 
 
 def _median_after_first(rows, key):
-  values = [r[key] for r in rows if key in r]
-  values = values[1:] or values
-  return statistics.median(values) if values else None
+  return common.median_or_none(common.values_after_first(rows, key))
 
 
 def _summary(workdir, members):
@@ -118,7 +121,7 @@ def run_population(task, args, backend, env_steps, num_envs, workdir):
 def _arguments(argv):
   accelerator = jax.default_backend() != "cpu"
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--quick", action="store_true", help="this CPU, <= 3 minutes")
+  common.add_size_flags(parser)
   parser.add_argument("--tasks", default=",".join(mujoco_rrd_sac.PAPER_TASKS))
   parser.add_argument("--kinds", default="rrd,ircr,episodic,dense")
   parser.add_argument("--seeds", type=int, default=3)
@@ -135,18 +138,19 @@ def _arguments(argv):
   parser.add_argument("--workdir", default=None, help="keep the runs here (default: a temp dir)")
   parser.add_argument("--out", default=None, help="write the results JSON here")
   args = parser.parse_args(argv)
-  if args.quick:
-    args.tasks, args.kinds, args.seeds = "halfcheetah", "rrd,episodic", 1
-    args.env_steps, args.num_envs, args.call_steps = 600, 2, 100
+  args.size = common.size_of(args)
+  if args.size in SMALL:
+    (args.tasks, args.kinds, args.seeds, args.env_steps, args.num_envs,
+     args.call_steps) = SMALL[args.size][:6]
   if args.gym_env_steps is None:
-    args.gym_env_steps = args.env_steps if args.quick else max(1000, args.env_steps // 5)
+    args.gym_env_steps = args.env_steps if args.size in SMALL else max(1000, args.env_steps // 5)
   return args
 
 
-def run(quick, argv=()):
+def run(size="full", argv=()):
   """benchmarks.run's entry: the results dict."""
-  args = _arguments(list(argv) + (["--quick"] if quick else []))
-  return _run(args)
+  size = common.size_name(size)
+  return _run(_arguments(list(argv) + ([f"--{size}"] if size != "full" else [])))
 
 
 def _run(args):
@@ -154,8 +158,7 @@ def _run(args):
   tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
   plan = [(task, "mjx", args.env_steps, args.num_envs) for task in tasks]
   plan.append((tasks[0], "gymnasium", args.gym_env_steps, 1))
-  from benchmarks.run import machine_info  # pylint: disable=import-outside-toplevel
-  result = {"machine": machine_info(), "device_kind": jax.devices()[0].device_kind,
+  result = {"machine": common.machine(), "device_kind": jax.devices()[0].device_kind,
             "kinds": args.kinds, "seeds": args.seeds, "runs": []}
   with tempfile.TemporaryDirectory() as tmp:
     root = args.workdir or tmp
@@ -167,17 +170,17 @@ def _run(args):
       try:
         result["runs"].append(run_population(task, args, backend, steps, num_envs, workdir))
       except Exception as e:  # pylint: disable=broad-except  (one failure must not lose the rest)
-        result["runs"].append({"task": task, "backend": backend,
-                               "error": f"{type(e).__name__}: {e}"})
+        result["runs"].append({"task": task, "backend": backend, "error": common.error_text(e)})
       result["wall_s"] = round(time.perf_counter() - start, 1)
       if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-          json.dump(result, f, indent=1)
+        common.write(args.out, result)
   return result
 
 
 def main(argv=None):
-  result = _run(_arguments(argv))
+  args = _arguments(argv)
+  common.prepare(args.size)
+  result = _run(args)
   for row in result["runs"]:
     if "returns" not in row:
       print(row)

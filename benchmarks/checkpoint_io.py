@@ -1,10 +1,10 @@
 """Checkpoint size and save/restore time of a config's reward model (params + Adam state).
 
 python -m benchmarks.checkpoint_io [--config configs/libero_rrd.py[:VARIANT]] [--repeats 5]
-  [--out RESULT.json]
+  [--smoke] [--out RESULT.json]
 
 Times a blocking save (async save + wait), the time the training loop is blocked by an async save,
-and a restore, each as the median of --repeats, into a temporary directory.
+and a restore, each as the median of --repeats, into a temporary directory (--smoke: one repeat).
 """
 
 import argparse
@@ -34,8 +34,11 @@ def main():
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--config", default=loading.DEFAULT_CONFIG_FILE)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--smoke", action="store_true", help="one repeat (checks that it runs)")
   parser.add_argument("--out", default="")
   args = parser.parse_args()
+  if args.smoke:
+    args.repeats = 1
   path, _, variant = args.config.partition(":")
   config = loading.load_config(path, variant)
   state = step_lib.create_train_state(config, 1, 8, 7, rng=jax.random.PRNGKey(0))  # LIBERO sizes

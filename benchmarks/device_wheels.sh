@@ -2,6 +2,9 @@
 # Downloads, into .whl/ (git-ignored), the wheels the GPU benchmarks need that the workplace's
 # device image (Python 3.12, JAX, flax, optax, orbax, chex; no TensorFlow) lacks:
 # ml-collections for every config, MuJoCo + MJX + gymnasium for benchmarks/agent_suite.py.
+# First, on this CPU, the same commands at their smoke size (seconds each past the compilation;
+# tests/test_benchmarks_smoke.py runs them): a broken import or key shows here, not in the GPU call:
+#   python -m benchmarks.run --smoke --only accelerator,agent_suite
 # Then, on the device (carry .whl):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
 #     --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit

@@ -23,7 +23,7 @@ from benchmarks import common
 from rrd_jax.cli import train
 from rrd_jax.config import loading, schema
 
-BENCH_DIR = "~/.cache/rrd_jax/bench"
+BENCH_DIR = common.BENCH_DIR
 EPISODES = 200
 # Every config starts from the same point, whatever today's defaults: no weight decay, a constant
 # rate of 3e-4, no input normalisation, all low-dim inputs [s, a, s - s'] (the mlp variant now

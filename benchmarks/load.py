@@ -1,6 +1,6 @@
 """Time to the first train step and peak host RAM: rrd_jax vs the PyTorch tool's loading design.
 
-python -m benchmarks.load [--quick] [--image-size 64] [--out RESULT.json]
+python -m benchmarks.load [--quick | --smoke] [--image-size 64] [--out RESULT.json]
 
 Dataset: an embedded LIBERO-layout RLDS dataset of LIBERO-10's size (379 episodes of 200..336
 steps, ~101k frames; --quick: 40 episodes), stored and trained at --image-size (64x64 by default:
@@ -15,11 +15,13 @@ every run after a user's first does.
 theirs: the PyTorch tool's design (`--child baseline`): iterate the whole RLDS dataset, decode
 every frame's main and wrist images with PIL into per-episode Python lists (the environment's
 uint8 copies), resize the main image into a float32 replay buffer, then one train step of
-benchmarks/torch_reference.py on 1 episode x 32 steps.
+benchmarks/torch_ports/torch_reference.py on 1 episode x 32 steps.
 Each side runs in its own process under a small wrapper process (`--child measure`) that times
 it from spawn to its "step 1" line and reads its peak RSS (getrusage RUSAGE_CHILDREN).
 Figures: ttfs_ratio = ours / theirs (goal <= 0.1; first_run_ttfs_ratio for the cold cache), rss_ratio = ours / theirs (goal <= 0.2), and
 the baseline's peak RSS projected to 256x256 and LIBERO-10's 101,469 frames.
+--smoke: 3 episodes of 40-48 steps at 36x36 (seconds; checks the three processes run). Without
+torch the baseline is not run (theirs_skipped says so) and the figures that need it are None.
 """
 
 import argparse
@@ -32,23 +34,28 @@ import sys
 import tempfile
 import time
 
+from benchmarks import common
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCH_DIR = "~/.cache/rrd_jax/bench"
 LIBERO_10_EPISODES = 379
 LIBERO_10_FRAMES = 101_469
 FIRST_STEP_LINE = "step 1/"
+# Per size: (episodes, (min, max) episode length, image size or None for --image-size)
+SIZES = {"full": (LIBERO_10_EPISODES, (200, 336), None), "quick": (40, (200, 336), None),
+         "smoke": (3, (40, 48), 36)}
 
 
-def dataset_params(episodes, image_size):
+def dataset_params(episodes, image_size, lengths=(200, 336)):
   from rrd_jax.data import embedded  # pylint: disable=import-outside-toplevel
-  return embedded.EmbeddedParams(num_episodes=episodes, min_length=200, max_length=336,
-                                 image_size=image_size, num_shards=16)
+  return embedded.EmbeddedParams(num_episodes=episodes, min_length=lengths[0],
+                                 max_length=lengths[1], image_size=image_size,
+                                 num_shards=min(16, episodes))
 
 
-def dataset_dir(episodes, image_size):
+def dataset_dir(episodes, image_size, lengths=(200, 336)):
   from rrd_jax.data import embedded  # pylint: disable=import-outside-toplevel
-  return embedded.build_embedded_dataset(os.path.expanduser(BENCH_DIR),
-                                         dataset_params(episodes, image_size))
+  return embedded.build_embedded_dataset(os.path.expanduser(common.BENCH_DIR),
+                                         dataset_params(episodes, image_size, lengths))
 
 
 def vm_kib(field):
@@ -63,7 +70,7 @@ def baseline(directory, image_size, steps=32):
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
   from PIL import Image  # pylint: disable=import-outside-toplevel
-  from benchmarks import torch_reference  # pylint: disable=import-outside-toplevel
+  from benchmarks.torch_ports import torch_reference  # pylint: disable=import-outside-toplevel
   tf.config.set_visible_devices([], "GPU")
   rss_after_imports = vm_kib("VmRSS") * 1024
   builder = tfds.builder_from_directory(directory)
@@ -149,38 +156,51 @@ def measure_in_wrapper(command):
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def run(quick=False, image_size=64):
-  episodes = 40 if quick else LIBERO_10_EPISODES
+def theirs(directory, image_size):
+  """The baseline's figures, or {"skipped": ...} without torch (it trains the PyTorch port)."""
+  if not common.has_module("torch"):
+    return {"skipped": "torch not installed (pip install -r benchmarks/requirements.txt)"}
+  return measure_in_wrapper([sys.executable, "-m", "benchmarks.load", "--child", "baseline",
+                             "--dataset", directory, "--image-size", str(image_size)])
+
+
+def run(size="full", image_size=64):
+  episodes, lengths, size_image = SIZES[common.size_name(size)]
+  image_size = size_image or image_size
   start = time.perf_counter()
-  directory = dataset_dir(episodes, image_size)
+  directory = dataset_dir(episodes, image_size, lengths)
   generate_s = time.perf_counter() - start
   with tempfile.TemporaryDirectory() as tmp:  # a fresh compilation cache: first run, then second
     first, ours = (measure_in_wrapper(ours_command(directory, image_size,
                                                    os.path.join(tmp, f"run{i}"),
                                                    os.path.join(tmp, "compilation")))
                    for i in (1, 2))
-  theirs = measure_in_wrapper([sys.executable, "-m", "benchmarks.load", "--child", "baseline",
-                               "--dataset", directory, "--image-size", str(image_size)])
-  frames = theirs["frames"]
-  per_frame = (theirs["peak_rss_bytes"] - theirs["rss_after_imports_bytes"]) / frames
-  projected = per_frame * (256 / image_size) ** 2 * LIBERO_10_FRAMES
-  return {"ttfs_ratio": ours["ttfs_s"] / theirs["ttfs_s"],
-          "first_run_ttfs_ratio": first["ttfs_s"] / theirs["ttfs_s"],
+  baseline_figures = theirs(directory, image_size)
+  theirs_ttfs, theirs_rss = baseline_figures.get("ttfs_s"), baseline_figures.get("peak_rss_bytes")
+  frames, per_frame, projected = None, None, None
+  if "frames" in baseline_figures:
+    frames = baseline_figures["frames"]
+    per_frame = (theirs_rss - baseline_figures["rss_after_imports_bytes"]) / frames
+    projected = per_frame * (256 / image_size) ** 2 * LIBERO_10_FRAMES / 1e9
+  return {"ttfs_ratio": common.ratio(ours["ttfs_s"], theirs_ttfs),
+          "first_run_ttfs_ratio": common.ratio(first["ttfs_s"], theirs_ttfs),
           "ours_first_run_ttfs_s": first["ttfs_s"],
-          "rss_ratio": ours["peak_rss_bytes"] / theirs["peak_rss_bytes"],
-          "ours_ttfs_s": ours["ttfs_s"], "theirs_ttfs_s": theirs["ttfs_s"],
+          "rss_ratio": common.ratio(ours["peak_rss_bytes"], theirs_rss),
+          "ours_ttfs_s": ours["ttfs_s"], "theirs_ttfs_s": theirs_ttfs,
           "ours_peak_rss_gb": ours["peak_rss_bytes"] / 1e9,
-          "theirs_peak_rss_gb": theirs["peak_rss_bytes"] / 1e9,
+          "theirs_peak_rss_gb": theirs_rss / 1e9 if theirs_rss else None,
           "theirs_bytes_per_frame": per_frame,
-          "theirs_projected_rss_gb_256px_libero10": projected / 1e9,
+          "theirs_projected_rss_gb_256px_libero10": projected,
           "episodes": episodes, "frames": frames, "image_size": image_size,
-          "dataset_generation_s": generate_s}
+          "dataset_generation_s": generate_s,
+          **({"theirs_skipped": baseline_figures["skipped"]} if "skipped" in baseline_figures
+             else {})}
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--quick", action="store_true")
+  common.add_size_flags(parser)
   parser.add_argument("--image-size", type=int, default=64)
   parser.add_argument("--out", default="")
   parser.add_argument("--child", choices=["measure", "baseline"], help=argparse.SUPPRESS)
@@ -192,9 +212,9 @@ def main():
   elif args.child == "baseline":
     baseline(args.dataset, args.image_size)
   else:
-    from benchmarks import common  # pylint: disable=import-outside-toplevel
-    from benchmarks.run import machine_info  # pylint: disable=import-outside-toplevel
-    common.emit({"machine": machine_info(), "load": run(args.quick, args.image_size)}, args.out)
+    common.prepare(common.size_of(args))
+    common.emit({"machine": common.machine(), "load": run(common.size_of(args), args.image_size)},
+                args.out)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from benchmarks import common
-from benchmarks.generalisation import BENCH_DIR, EPISODES
+from benchmarks.generalisation import EPISODES
 from rrd_jax.data import embedded, rlds
 
 EVAL_FRACTION = 0.125
@@ -24,7 +24,7 @@ EVAL_FRACTION = 0.125
 
 def episodes():
   """([(inputs [T, D], reward [T])], held-out mask) of the block_in_state touch dataset."""
-  directory = embedded.build_embedded_dataset(BENCH_DIR, embedded.EmbeddedParams(
+  directory = embedded.build_embedded_dataset(common.BENCH_DIR, embedded.EmbeddedParams(
       num_episodes=EPISODES, min_length=30, max_length=60, image_size=64, block_in_state=True))
   builder = rlds.open_builder(directory)
   out, paths = [], []

@@ -3,14 +3,15 @@ CPU devices in one process (XLA_FLAGS=--xla_force_host_platform_device_count=8),
 (launch/local.sh 2). Same config, same global batch; steps/s from metrics.jsonl, first log
 interval (compilation) excluded.
 
-python -m benchmarks.scaling [--steps 60] [--out RESULT.json] [-- extra --config.* overrides]
+python -m benchmarks.scaling [--steps 60 | --smoke] [--out RESULT.json]
+    [-- extra --config.* overrides]
 
 On a CPU-only machine the fake devices and processes share the same cores, so this measures the
-overhead of sharding and cross-process collectives, not a speed-up.
+overhead of sharding and cross-process collectives, not a speed-up. --smoke: 4 steps of 8 x 4
+batches at 36x36 on 16 embedded episodes (checks that the three layouts run).
 """
 
 import argparse
-import json
 import os
 import platform
 import socket
@@ -23,10 +24,16 @@ from benchmarks import common
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+SMOKE_FLAGS = ("--config.rrd.episodes_per_batch=8", "--config.rrd.sample_size=4",
+               "--config.data.image_size=36", "--config.data.embedded_image_size=36",
+               "--config.data.embedded_episodes=16", "--config.data.embedded_min_length=8",
+               "--config.data.embedded_max_length=12",
+               f"--config.data.embedded_dir={common.BENCH_DIR}")
+
+
 def steps_per_s(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
-    rates = [json.loads(line)["train/steps_per_s"] for line in f if "train/steps_per_s" in line]
-  rates = rates[1:] or rates  # drop the interval that includes compilation
+  """Mean of the logged steps/s, the interval that includes compilation left out."""
+  rates = common.values_after_first(common.read_metrics(workdir), "train/steps_per_s")
   return sum(rates) / len(rates)
 
 
@@ -34,10 +41,14 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--steps", type=int, default=60)
+  parser.add_argument("--smoke", action="store_true", help="tiny runs (checks that they run)")
   parser.add_argument("--out", default="")
   args, extra = parser.parse_known_args()
   extra = [a for a in extra if a != "--"]
-  flags = [f"--config.train.num_steps={args.steps}", "--config.train.log_every_steps=10",
+  log_every = 10
+  if args.smoke:
+    args.steps, log_every, extra = 4, 2, [*SMOKE_FLAGS, *extra]
+  flags = [f"--config.train.num_steps={args.steps}", f"--config.train.log_every_steps={log_every}",
            f"--config.eval.every_steps={args.steps}", "--config.eval.episodes=0",
            "--config.checkpoint.every_steps=0", "--config.checkpoint.save_final=False", *extra]
   env = dict(os.environ, PYTHONPATH=ROOT)

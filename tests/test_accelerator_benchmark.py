@@ -11,7 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import accelerator, reward_step, run as bench_run
+from benchmarks import accelerator, common, reward_step, run as bench_run
+from benchmarks.accelerator_parts import (datasets, device_cache, guards, rendered, seed_command,
+                                          step)
 from rrd_jax.run import parallel
 
 THROUGHPUT = ("throughput_32x32_128px", 32, 32, 128)
@@ -37,7 +39,7 @@ def test_device_batches_have_the_benchmark_shapes_and_dtypes():
   _, episodes, steps, size = THROUGHPUT
   batch = reward_step.make_batch(episodes, steps, size, seed=1)
   mesh = parallel.make_mesh(1)
-  device_batch = accelerator.jax_device_batch(batch, ["image", "state", "next_state", "action"],
+  device_batch = step.jax_device_batch(batch, ["image", "state", "next_state", "action"],
                                               mesh)
   shapes = {k: (v.shape, str(v.dtype)) for k, v in device_batch.items()}
   assert shapes == {"image": ((32, 32, 128, 128, 3), "uint8"),
@@ -51,7 +53,7 @@ def test_device_batches_have_the_benchmark_shapes_and_dtypes():
 def test_torch_batch_is_on_the_device_with_the_ports_dtypes():
   torch = pytest.importorskip("torch")
   batch = reward_step.make_batch(2, 4, 44, seed=1)
-  tensors = accelerator.torch_device_batch(batch, torch.device("cpu"))
+  tensors = step.torch_device_batch(batch, torch.device("cpu"))
   assert tensors["image"].shape == (2, 4, 44, 44, 3) and tensors["image"].dtype == torch.uint8
   assert tensors["episode_length"].dtype == torch.float32
   assert {t.device.type for t in tensors.values()} == {"cpu"}
@@ -59,11 +61,11 @@ def test_torch_batch_is_on_the_device_with_the_ports_dtypes():
 
 def test_step_figures_speedups_and_missing_variants():
   rates = {"jax_float32": 30.0, "jax_bfloat16": 60.0, "torch_eager": 10.0, "torch_compile": 20.0}
-  figures = accelerator.step_figures(rates, frames_per_step=1024)
+  figures = step.step_figures(rates, frames_per_step=1024)
   assert figures["speedup_vs_eager"] == {"float32": 3.0, "bfloat16": 6.0}
   assert figures["speedup_vs_compile"] == {"float32": 1.5, "bfloat16": 3.0}
   assert figures["frames_per_s"]["torch_eager"] == 10_240
-  figures = accelerator.step_figures({"jax_float32": 30.0}, frames_per_step=32)
+  figures = step.step_figures({"jax_float32": 30.0}, frames_per_step=32)
   assert figures["steps_per_s"]["torch_compile"] is None
   assert figures["speedup_vs_eager"] == {"float32": None, "bfloat16": None}
   assert figures["frames_per_s"]["jax_bfloat16"] is None
@@ -75,12 +77,12 @@ def test_step_shape_json_with_the_torch_sides_skipped(monkeypatch):
 
   def fake_jax_runner(batch, image_size, dtype):
     built.append((batch["image"].shape, image_size, dtype))
-    return accelerator.Runner(lambda: time.sleep(0.001), lambda: None), None, {"params": {}}
+    return step.Runner(lambda: time.sleep(0.001), lambda: None), None, {"params": {}}
 
-  monkeypatch.setattr(accelerator, "jax_runner", fake_jax_runner)
+  monkeypatch.setattr(step, "jax_runner", fake_jax_runner)
   plan = dataclasses.replace(accelerator.QUICK, step_block_s=0.01, step_blocks=2)
   out, saves = {}, []
-  accelerator.step_shape(2, 4, 44, plan, {"skipped": "torch not installed"}, out,
+  step.step_shape(2, 4, 44, plan, {"skipped": "torch not installed"}, out,
                          lambda: saves.append(1))
   assert built == [((2, 4, 44, 44, 3), 44, "float32"), ((2, 4, 44, 44, 3), 44, "bfloat16")]
   assert saves
@@ -98,9 +100,9 @@ def test_a_variant_that_fails_to_build_is_recorded(monkeypatch):
   def failing(batch, image_size, dtype):
     raise RuntimeError(f"no {dtype} here")
 
-  monkeypatch.setattr(accelerator, "jax_runner", failing)
+  monkeypatch.setattr(step, "jax_runner", failing)
   out = {}
-  runners, model, params = accelerator.step_runners(
+  runners, model, params = step.step_runners(
       reward_step.make_batch(1, 2, 44), 44, {"version": "x"}, out)
   assert runners == {} and model is None and params is None
   assert out["jax_bfloat16"] == {"error": "RuntimeError: no bfloat16 here"}
@@ -110,9 +112,9 @@ def test_a_variant_that_fails_to_build_is_recorded(monkeypatch):
 def test_jax_and_torch_eager_runners_step():
   pytest.importorskip("torch")
   batch = reward_step.make_batch(2, 4, 44, seed=2)
-  jax_runner, model, params = accelerator.jax_runner(batch, 44, "float32")
+  jax_runner, model, params = step.jax_runner(batch, 44, "float32")
   assert model is not None and set(params["params"]) >= {"image_trunk", "Dense_0"}
-  torch_runner = accelerator.torch_runner(batch, 44, params, compiled=False)
+  torch_runner = step.torch_runner(batch, 44, params, compiled=False)
   for runner in (jax_runner, torch_runner):
     runner.calibrate(0.01)
     assert runner.first_call_s > 0 and runner.steps_per_block >= 1 and runner.block_rate() > 0
@@ -125,7 +127,7 @@ def test_pytorch_port_is_equivalent_at_the_throughput_shape():
   _, episodes, steps, size = THROUGHPUT
   batch = reward_step.make_batch(episodes, steps, size, seed=1)
   _, model, _, state, _, _ = reward_step.jax_setup(size)
-  check = accelerator.equivalence(batch, size, model, jax.device_get(state.params))
+  check = step.equivalence(batch, size, model, jax.device_get(state.params))
   assert check["equal"], check
   assert check["loss_rel_error"] < 1e-4
   assert check["max_grad_rel_error"] < reward_step.GRAD_TOLERANCE == check["grad_tolerance"]
@@ -141,8 +143,8 @@ def test_a_failing_part_is_recorded_and_the_others_still_run(monkeypatch):
     return part
 
   monkeypatch.setattr(accelerator, "part_function", lambda name, *_: fill(name))
-  monkeypatch.setattr(accelerator, "has_module", lambda name: True)
-  monkeypatch.setattr(accelerator, "release_memory", lambda: None)
+  monkeypatch.setattr(common, "has_module", lambda name: True)
+  monkeypatch.setattr(guards, "release_memory", lambda: None)
   snapshots = []
   plan = dataclasses.replace(accelerator.QUICK, generate_in_background=False)
   result = accelerator.run(on_partial=lambda r: snapshots.append(json.loads(json.dumps(r))),
@@ -159,8 +161,8 @@ def test_a_failing_part_is_recorded_and_the_others_still_run(monkeypatch):
 
 
 def test_parts_past_the_budget_or_without_tensorflow_are_skipped(monkeypatch):
-  monkeypatch.setattr(accelerator, "has_module", lambda name: name != "tensorflow")
-  monkeypatch.setattr(accelerator, "release_memory", lambda: None)
+  monkeypatch.setattr(common, "has_module", lambda name: name != "tensorflow")
+  monkeypatch.setattr(guards, "release_memory", lambda: None)
   result = accelerator.run(plan=dataclasses.replace(accelerator.QUICK, budget_s=-1.0))
   for name in ("step", "device_cache"):  # part b runs without tensorflow (rendered frames)
     assert "budget" in result[name]["skipped"], name
@@ -192,9 +194,9 @@ def test_device_cache_runs_without_tensorflow_on_rendered_frames():
   changes = dict(TINY_CACHE, budget_s=100.0,
                  part_min_s=dict(accelerator.QUICK.part_min_s, step=1000, device_cache=0))
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-      p for p in (accelerator.ROOT, os.environ.get("PYTHONPATH", "")) if p))
+      p for p in (common.ROOT, os.environ.get("PYTHONPATH", "")) if p))
   proc = subprocess.run([sys.executable, "-c", NO_TENSORFLOW_CHILD, json.dumps(changes)],
-                        cwd=accelerator.ROOT, env=env, capture_output=True, text=True,
+                        cwd=common.ROOT, env=env, capture_output=True, text=True,
                         timeout=240, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   child = json.loads(next(line[len("RESULT "):] for line in proc.stdout.splitlines()
@@ -203,7 +205,7 @@ def test_device_cache_runs_without_tensorflow_on_rendered_frames():
   result = child["result"]
   cache = result["device_cache"]
   assert "error" not in cache, (cache, proc.stderr[-3000:])
-  assert cache["frames_source"] == accelerator.RENDERED
+  assert cache["frames_source"] == rendered.RENDERED
   assert "rendered" in result["summary"]["device_cache.frames_source"]
   assert cache["dataset"]["episodes"] == 5 and 5 * 8 <= cache["dataset"]["frames"] <= 5 * 12
   assert cache["dataset"]["generator_frames_per_s"] > 0
@@ -228,17 +230,17 @@ def test_rendered_frames_are_the_rlds_datasets(tmp_path):
   from rrd_jax.train import prepare  # pylint: disable=import-outside-toplevel
   plan = dataclasses.replace(accelerator.QUICK, **TINY_CACHE)
   episodes, lengths, size = plan.cache_episodes, plan.cache_lengths, plan.cache_image_size
-  facts = accelerator.generate_dataset(episodes, lengths, size, str(tmp_path))
-  config = accelerator.cache_config(facts["dir"], plan)
+  facts = datasets.generate_dataset(episodes, lengths, size, str(tmp_path))
+  config = device_cache.cache_config(facts["dir"], plan)
   data = prepare.open_training_data(config, log=lambda *_: None)
   from rrd_jax.data import cache  # pylint: disable=import-outside-toplevel
   decoded = cache.build_table(data.loader, data.train_ids, progress=False)
-  rendered = accelerator.RenderedLoader(accelerator.render_episodes(episodes, lengths, size),
+  from_memory = rendered.RenderedLoader(rendered.render_episodes(episodes, lengths, size),
                                         ModelInputs.from_config(config), config.returns)
-  assert rendered.vocab == data.vocab and rendered.input_sizes == tuple(data.input_sizes())
+  assert from_memory.vocab == data.vocab and from_memory.input_sizes == tuple(data.input_sizes())
   order = [int(re.search(r"episode_(\d+)", path).group(1))
            for path in np.asarray(data.index.file_paths)[data.train_ids]]
-  table = cache.build_table(rendered, np.asarray(order), progress=False)
+  table = cache.build_table(from_memory, np.asarray(order), progress=False)
   np.testing.assert_array_equal(table.length, decoded.length)
   np.testing.assert_allclose(table.episode_return, decoded.episode_return)
   np.testing.assert_array_equal(table.instruction_id, decoded.instruction_id)
@@ -275,7 +277,7 @@ def test_goals_and_summary():
 
 
 def test_seed_commands_are_the_legacy_command_and_its_cached_equivalent(tmp_path):
-  runs = accelerator.seed_commands("/data/libero_10/1.0.0", accelerator.FULL, str(tmp_path))
+  runs = seed_command.seed_commands("/data/libero_10/1.0.0", accelerator.FULL, str(tmp_path))
   legacy_args, cwd, workdir = runs["streaming"]
   assert legacy_args[:2] == ["-m", "rrd_jax.cli.pytorch_flags"] and "--cuda" in legacy_args
   flags = {a: legacy_args[i + 1] for i, a in enumerate(legacy_args)
@@ -283,7 +285,7 @@ def test_seed_commands_are_the_legacy_command_and_its_cached_equivalent(tmp_path
   assert flags["--libero_dataset_path"] == "/data/libero_10/1.0.0"
   assert (flags["--libero_image_size"], flags["--epochs"], flags["--cycles"]) == ("256", "10", "50")
   assert (flags["--rrd_batch_size"], flags["--rrd_sample_size"]) == ("32", "32")
-  assert workdir == os.path.join(cwd, "log", accelerator.SEED_TAG)
+  assert workdir == os.path.join(cwd, "log", seed_command.SEED_TAG)
   train_args, cwd, workdir = runs["device_cached"]
   assert train_args[:2] == ["-m", "rrd_jax.cli.train"] and "--config.data.cache=device" in train_args
   for override in ("--config.train.num_steps=500", "--config.rrd.episodes_per_batch=1",
@@ -300,7 +302,7 @@ def test_run_metrics_reads_a_runs_files(tmp_path):
           {"step": 150, "train/steps_per_s": 50.0, "train/data_wait_fraction": 0.4}]
   (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
   (tmp_path / "data_stats.json").write_text(json.dumps({"cache": "device", "devices": 1}))
-  metrics = accelerator.run_metrics(str(tmp_path))
+  metrics = seed_command.run_metrics(str(tmp_path))
   assert metrics["train_steps_per_s"] == 40.0  # the first interval (compilation) left out
   assert metrics["train_data_wait_fraction"] == pytest.approx(0.3)
   assert metrics["last_step"] == 150 and metrics["data_stats"]["cache"] == "device"
@@ -308,11 +310,11 @@ def test_run_metrics_reads_a_runs_files(tmp_path):
 
 def test_background_generation_gives_the_same_dataset(tmp_path):
   root = str(tmp_path)
-  child = accelerator.start_generation(4, (5, 8), 32, root)
-  facts = accelerator.dataset({"children": {"cache": child}}, "cache", 4, (5, 8), 32, 120, root)
+  child = datasets.start_generation(4, (5, 8), 32, root)
+  facts = datasets.dataset({"children": {"cache": child}}, "cache", 4, (5, 8), 32, 120, root)
   assert facts["generated"] and facts["generated_in_background"]
   assert os.path.exists(os.path.join(facts["dir"], "dataset_info.json"))
-  again = accelerator.dataset({}, "cache", 4, (5, 8), 32, 120, root)
+  again = datasets.dataset({}, "cache", 4, (5, 8), 32, 120, root)
   assert again["dir"] == facts["dir"] and not again["generated"]
 
 
@@ -338,9 +340,9 @@ def test_a_variant_that_fails_while_timed_is_dropped_and_the_others_are_timed():
     if calls["n"] > 6:  # past the first call and the calibration
       raise RuntimeError("CUDA out of memory")
 
-  runners = {"jax_float32": accelerator.Runner(lambda: None, lambda: None),
-             "torch_compile": accelerator.Runner(flaky, lambda: None)}
+  runners = {"jax_float32": step.Runner(lambda: None, lambda: None),
+             "torch_compile": step.Runner(flaky, lambda: None)}
   failures = {}
-  rates = accelerator.interleaved_rates(runners, 3, 0.001, failures)
+  rates = step.interleaved_rates(runners, 3, 0.001, failures)
   assert failures == {"torch_compile": "RuntimeError: CUDA out of memory"}
   assert set(rates) == {"jax_float32"} and rates["jax_float32"] > 0

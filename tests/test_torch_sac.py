@@ -1,4 +1,4 @@
-"""benchmarks/torch_sac.py: the PyTorch SAC the SAC benchmark compares against.
+"""benchmarks/torch_ports/torch_sac.py: the PyTorch SAC the SAC benchmark compares against.
 
 The critics are frozen in the actor step (no wasted critic gradients, same update), the
 device-resident replay samples valid batches, and the torch.compile'd update computes the same
@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from benchmarks import torch_sac  # noqa: E402  pylint: disable=wrong-import-position
+from benchmarks.torch_ports import torch_sac  # noqa: E402  pylint: disable=wrong-import-position
 
 OBS, ACT, HIDDEN, BATCH = 11, 3, (32, 32), 64
 

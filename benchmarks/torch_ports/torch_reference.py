@@ -71,6 +71,16 @@ class TorchTrainer:
     return loss
 
 
+def trainer_from_flax(image_size, flax_params, compiled=False, device=None):
+  """A TorchTrainer of a TorchRewardNet holding a flax RewardNet's params (load_jax_params), on
+  `device` (None: the CPU), its model under torch.compile when `compiled`."""
+  model = TorchRewardNet(image_size)
+  load_jax_params(model, flax_params)
+  if device is not None:
+    model.to(device)
+  return TorchTrainer(torch.compile(model) if compiled else model)
+
+
 def to_torch_batch(batch):
   """A numpy RRD batch ([B, K, ...] leaves) -> the torch tensors `TorchTrainer` reads."""
   return {"image": torch.from_numpy(np.ascontiguousarray(batch["image"])),
