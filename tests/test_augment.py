@@ -1,11 +1,14 @@
 """rrd_jax/model/augment.py: the DrQ shift against a NumPy reference, its (seed, step) determinism,
-o / o' alignment, the wrist camera's own draw, and where it applies (pixel training only)."""
+o / o' alignment, the wrist camera's own draw, an independent shift per frame over the full range
+[-pad, pad]^2, and where it applies (pixel training only)."""
 
 import jax
 import numpy as np
 import pytest
+from scipy import stats
 
 from rrd_jax.model.augment import Augmentation, random_shift
+from rrd_jax.model.losses import LossOptions
 from rrd_jax.train import step as step_lib
 from tests.helpers import tiny_config
 
@@ -53,6 +56,53 @@ def test_the_shift_is_a_function_of_seed_and_step_and_keeps_o_and_next_o_aligned
     assert off(batch, 3) is batch
 
 
+def _coordinate_frames(lead, size):
+  """[*lead, size, size, 3] uint8 frames whose pixel (r, c) is (r, c, 0): a crop's offset can be
+  read off any pixel it did not take from the padding."""
+  rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+  frame = np.stack([rows, cols, np.zeros_like(rows)], -1).astype(np.uint8)
+  return np.broadcast_to(frame, tuple(lead) + frame.shape).copy()
+
+
+def _recovered_shifts(frames, size, pad):
+  """[..., 2] (row, column) shift in [-pad, pad] of each shifted coordinate frame, from its centre
+  pixel; checks that the whole frame is that pad-and-crop (the NumPy reference)."""
+  centre = size // 2
+  shifts = frames[..., centre, centre, :2].astype(np.int64) - centre
+  flat_frames, flat_shifts = frames.reshape((-1,) + frames.shape[-3:]), shifts.reshape((-1, 2))
+  original = _coordinate_frames((), size)
+  for frame, shift in zip(flat_frames, flat_shifts):
+    np.testing.assert_array_equal(frame, _reference_shift(original, shift + pad, pad))
+  return shifts
+
+
+def test_every_frame_draws_its_own_shift_over_the_full_range():
+  """16 subsequences x 64 frames of a coordinate image, pad 4: each frame's (row, column) shift
+  is read back. The 1024 shifts are uniform over all 81 pairs in [-4, 4]^2 (every pair occurs,
+  chi-square at 99.9%), so the full range -pad..pad is drawn on both axes, independently;
+  frames of one subsequence draw independently (consecutive frames agree about 1/81 of the
+  time, not always); o' moves with its o; the wrist frame's shift is its own draw."""
+  pad, size, lead = 4, 24, (16, 64)
+  frames = _coordinate_frames(lead, size)
+  batch = {"image": frames, "next_image": frames.copy(), "wrist_image": frames.copy()}
+  out = jax.device_get(Augmentation("shift", pad=pad, seed=11)(batch, 5))
+  image = _recovered_shifts(out["image"], size, pad)
+  np.testing.assert_array_equal(_recovered_shifts(out["next_image"], size, pad), image)
+  wrist = _recovered_shifts(out["wrist_image"], size, pad)
+  for shifts in (image, wrist):
+    same_as_next = (shifts[:, 1:] == shifts[:, :-1]).all(-1)  # consecutive frames, one subsequence
+    assert same_as_next.mean() < 0.05, same_as_next.mean()
+    assert all(len({tuple(s) for s in sub}) > 32 for sub in shifts)  # 64 frames: ~44 distinct
+    assert set(shifts[..., 0].ravel()) == set(range(-pad, pad + 1))
+    assert set(shifts[..., 1].ravel()) == set(range(-pad, pad + 1))
+    cells = (shifts[..., 0] + pad) * (2 * pad + 1) + shifts[..., 1] + pad
+    counts = np.bincount(cells.ravel(), minlength=(2 * pad + 1) ** 2)
+    assert counts.min() > 0, counts
+    expected = counts.sum() / len(counts)
+    assert np.sum((counts - expected) ** 2 / expected) < stats.chi2.ppf(0.999, len(counts) - 1)
+  assert (image == wrist).all(-1).mean() < 0.05
+
+
 @pytest.mark.parametrize("overrides, kind", [({}, "shift"), ({"model.augment": "none"}, "none"),
                                               ({"model.kind": "mlp"}, "none")])
 def test_augmentation_is_on_by_default_for_pixel_models_only(overrides, kind):
@@ -69,10 +119,11 @@ def test_a_train_step_with_the_shift_differs_and_evaluation_never_shifts():
            "action": rng.normal(size=(2, 4, 2)).astype(np.float32),
            "episode_return": np.ones(2, np.float32), "episode_length": np.full(2, 9, np.int32)}
   keys = ("state", "next_state", "action", "image")
-  plain = step_lib.train_update(state, batch, keys, config.rrd)[1]["loss"]
-  shifted = step_lib.train_update(state, batch, keys, config.rrd,
+  plain = step_lib.train_update(state, batch, keys, LossOptions.from_config(config.rrd))[1]["loss"]
+  shifted = step_lib.train_update(state, batch, keys, LossOptions.from_config(config.rrd),
                                   augmentation=Augmentation.from_config(config))[1]["loss"]
   assert float(plain) != float(shifted)
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
-  evaluated = step_lib.make_eval_step(keys, config.rrd, mesh)(state, batch)["loss"]
+  evaluated = step_lib.make_eval_step(keys, LossOptions.from_config(config.rrd), mesh)(state,
+                                                                                     batch)["loss"]
   np.testing.assert_allclose(evaluated, plain, rtol=1e-6)

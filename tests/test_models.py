@@ -3,7 +3,6 @@
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -16,9 +15,10 @@ from rrd_jax.util.errors import UserError
 
 
 def model_config(**kw):
-  config = ml_collections.ConfigDict(dict(kind="pixel", frame_diff=False, use_wrist=False,
-                                          use_instruction=False, instruction_dim=8,
-                                          hidden_sizes=(16, 16), dtype="float32"))
+  """The shipped config's model section (every field its default), small, with `kw` set."""
+  config = loading.load_config().model
+  config.update(dict(kind="pixel", frame_diff=False, use_wrist=False, use_instruction=False,
+                     instruction_dim=8, hidden_sizes=(16, 16), dtype="float32"))
   config.update(kw)
   return config
 

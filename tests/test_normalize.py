@@ -146,7 +146,7 @@ def test_the_statistics_are_saved_in_the_checkpoint_and_restored_for_predict(tin
 def test_block_in_state_puts_where_the_touch_reward_is_earned_into_the_state():
   """The touch task's block is only in the image; with block_in_state the state's last two dims
   hold it, and the reward is then a function of the state alone (the mlp benchmark's data)."""
-  from rrd_jax.data import embedded  # pylint: disable=import-outside-toplevel
+  from rrd_jax.data import embedded, scenes  # pylint: disable=import-outside-toplevel
   plain = embedded.EmbeddedParams(num_episodes=4, min_length=20, max_length=30, image_size=16)
   with_block = embedded.EmbeddedParams(num_episodes=4, min_length=20, max_length=30,
                                        image_size=16, block_in_state=True)
@@ -162,6 +162,6 @@ def test_block_in_state_puts_where_the_touch_reward_is_earned_into_the_state():
     np.testing.assert_array_equal(state[:, :8], a["observation"]["state"])  # same episode
     assert (state[:, 8:] == state[:1, 8:]).all()  # the block does not move
     distance = np.linalg.norm(state[:, :2] - state[:, 8:], axis=-1)
-    np.testing.assert_array_equal(b["reward"], (distance < embedded.TOUCH_RADIUS).astype(np.float32))
+    np.testing.assert_array_equal(b["reward"], (distance < scenes.TOUCH_RADIUS).astype(np.float32))
     touched += int(b["reward"].sum() > 0)
   assert touched >= 1

@@ -89,14 +89,15 @@ def test_sample_episodes_draws_whole_episodes_without_replacement(buffer):
 
 def test_wrapped_ring_samples_only_whole_episodes():
   """Capacity 8 after 3 + 4 + 2 + 3 steps: rows hold steps 4..11; episode 2 (steps 3..6) lost its
-  first step, so RRD draws only episodes 3 and 4 while SAC still samples every stored row."""
+  first step, so neither RRD's episodes nor SAC's transitions are drawn from it: only episodes 3
+  and 4, as the reference's FIFO, which evicts whole episodes, would hold."""
   episodes = EPISODES + [make_episode(3, dense=[5.0, 5.0, 5.0], seed=3)]
   buffer = filled_buffer(episodes, capacity=8)
   assert int(buffer.count) == 12
   batch = replay.sample_episodes(buffer, jax.random.PRNGKey(0), 200, 2, 10)
   assert set(np.asarray(batch["episode_return"]).tolist()) == {-2.0, 15.0}
   transitions = replay.sample_transitions(buffer, jax.random.PRNGKey(0), 400)
-  assert set(np.asarray(transitions["episode_return"]).tolist()) == {10.0, -2.0, 15.0}
+  assert set(np.asarray(transitions["episode_return"]).tolist()) == {-2.0, 15.0}
 
 
 def _eval_with_reversed_scatters(closed, *args):

@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds
 from rrd_jax.data import scenes
 # The episodes themselves (numpy only) live in scenes.py; the names callers read stay here too.
 from rrd_jax.data.scenes import (  # pylint: disable=unused-import
-    BUILDER_NAME, DATASET_VERSION, REWARD_DOCS, TOUCH_RADIUS, EmbeddedParams, generate_episode)
+    BUILDER_NAME, DATASET_VERSION, REWARD_DOCS, EmbeddedParams, generate_episode)
 
 
 def libero_features(image_size, reward_doc="Reward.", state_size=8, layout="libero"):

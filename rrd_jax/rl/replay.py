@@ -7,21 +7,27 @@ Design (what the reward kinds and RRD need):
   `episode_return`: these are the per-transition episode tables RRD, IRCR and uniform read.
 - A ring over transitions: global index g lives at row g % capacity; `count` transitions were ever
   inserted, so rows hold g in [max(0, count - capacity), count). When the ring wraps, the oldest
-  episode may be partially overwritten: its remaining transitions still serve SAC (their episode
-  fields are intact), but RRD only samples episodes whose every step is still stored.
+  episode may be partially overwritten: from then on it no longer counts as stored. Sampling (SAC's
+  transitions and RRD's episodes) and the return range see only the episodes
+  whose every step is still stored, as in the reference's RRD and IRCR buffers, whose FIFO
+  evicts the oldest WHOLE episode as soon as the next transition would overflow it. The whole
+  episodes of a ring of `limit` rows are exactly the reference FIFO's of buffer_size = `limit`
+  (the longest run of the newest episodes that fits).
 - `limit` (<= the arrays' rows) is the ring's size: a member of a population can keep fewer
   transitions than the others (IRCR's own replay capacity) with the same array shapes.
-- `return_min` / `return_max` are over the episodes stored in the ring, recomputed on every insert
-  (the reference IRCR recomputes them whenever an episode ends; episodes enter only here).
-- IRCR's heap (RRD_REFERENCE.md): copies of the `heap_slots` highest-return finished episodes,
-  each in a slot of `heap_episode_steps` rows. The host decides which slot a finished episode
-  takes (`heap_slot`: an empty one, else the lowest if the new return is higher) and writes it
-  with `heap_put`. Without an IRCR member the heap is one unused slot of one row (orbax cannot
+- `return_min` / `return_max` are over the whole episodes stored in the ring, recomputed on every
+  insert (the reference IRCR recomputes them whenever an episode ends; episodes enter only here).
+- IRCR's heap (docs/ALGORITHM.md, "IRCR baseline"): copies of the `heap_slots` highest-return
+  finished episodes, each in a slot of `heap_episode_steps` rows. The host decides which slot a
+  finished episode takes (`heap_slot`: an empty one, else the lowest unless its return is higher
+  than the new one: the reference keeps its heap only when the lowest return is strictly higher,
+  so a tie replaces) and writes it with `heap_put`; the device applies the same rule in jit
+  (`heap_offer`). Without an IRCR member the heap is one unused slot of one row (orbax cannot
   save zero-size arrays).
-Sampling happens inside jit: SAC transitions uniformly over stored rows (IRCR: half of them from
-the heap's transitions, `sample_heap`); RRD episodes with probability proportional to their length
-(a uniformly drawn step's episode, the reference's weighting), K steps each without replacement
-(with replacement when K > T).
+Sampling happens inside jit: SAC transitions uniformly over the whole episodes' rows (IRCR: half
+of them from the heap's transitions, `sample_heap`); RRD episodes with probability proportional
+to their length (a uniformly drawn step's episode, the reference's weighting), K steps each
+without replacement (with replacement when K > T).
 """
 
 import chex
@@ -151,7 +157,11 @@ def insert(buffer, rows):
   put = lambda array, values: array.at[index].set(values, mode="drop")  # noqa: E731
   returns = put(buffer.episode_return, rows["episode_return"])
   count = buffer.count + num_valid
-  stored = jnp.arange(buffer.capacity) < jnp.minimum(count, buffer.limit)
+  starts = put(buffer.episode_start, global_index - rows["step_in_episode"])
+  # The return range is over the whole episodes only: a row counts when its episode's first step
+  # is still stored (episodes enter whole and in order, so then all its steps are).
+  whole = ((jnp.arange(buffer.capacity) < jnp.minimum(count, buffer.limit))
+           & (starts >= jnp.maximum(count - buffer.limit, 0)))
   return buffer.replace(
       observation=put(buffer.observation, rows["observation"]),
       action=put(buffer.action, rows["action"]),
@@ -159,17 +169,28 @@ def insert(buffer, rows):
       reward=put(buffer.reward, rows["reward"]),
       dense_reward=put(buffer.dense_reward, rows["dense_reward"]),
       terminal=put(buffer.terminal, rows["terminal"]),
-      episode_start=put(buffer.episode_start, global_index - rows["step_in_episode"]),
+      episode_start=starts,
       episode_length=put(buffer.episode_length, rows["episode_length"]),
       episode_return=returns,
       count=count,
       num_episodes=buffer.num_episodes + jnp.sum(valid & (rows["step_in_episode"] == 0)),
-      return_min=jnp.min(jnp.where(stored, returns, jnp.inf)),
-      return_max=jnp.max(jnp.where(stored, returns, -jnp.inf)))
+      return_min=jnp.min(jnp.where(whole, returns, jnp.inf)),
+      return_max=jnp.max(jnp.where(whole, returns, -jnp.inf)))
 
 
 def _oldest(buffer):
+  """[] the global index of the oldest stored step."""
   return jnp.maximum(buffer.count - buffer.limit, 0)
+
+
+def _first_whole(buffer):
+  """[] the global index of the first step of the oldest episode whose every step is stored: past
+  the oldest stored step's episode when the ring has overwritten that episode's beginning."""
+  oldest = _oldest(buffer)
+  oldest_row = oldest % buffer.limit
+  oldest_start = buffer.episode_start[oldest_row]
+  return jnp.where(oldest_start >= oldest, oldest,
+                   oldest_start + buffer.episode_length[oldest_row])
 
 
 def _rows(buffer, index):
@@ -179,9 +200,9 @@ def _rows(buffer, index):
 
 
 def sample_transitions(buffer, key, batch_size):
-  """A dict of [batch_size, ...] transitions drawn uniformly from the stored rows."""
-  oldest = _oldest(buffer)
-  global_index = jax.random.randint(key, (batch_size,), oldest, buffer.count)
+  """A dict of [batch_size, ...] transitions drawn uniformly from the rows of the whole stored
+  episodes (the reference RRD / IRCR FIFO's: a partly overwritten oldest episode is not drawn)."""
+  global_index = jax.random.randint(key, (batch_size,), _first_whole(buffer), buffer.count)
   return _rows(buffer, global_index % buffer.limit)
 
 
@@ -216,12 +237,18 @@ def heap_return_range(buffer):
 
 def heap_slot(heap_returns, heap_lengths, episode_return):
   """Host side, the reference's rule: the slot a finished episode takes in the heap (an empty
-  slot, else the lowest-return one if this return is higher), or None."""
+  slot, else the lowest-return one unless its return is higher than this one: a tie replaces),
+  or None. Compared in float32, as the heap stores returns and as `heap_offer` compares them.
+
+  Of several slots sharing the lowest return this takes the first; the reference evicts the
+  oldest of those episodes instead (its heap is a list it pops from and appends to). Only which
+  of equal-return episodes stays differs: the kept returns, hence min / max, are the same."""
   empty = np.flatnonzero(np.asarray(heap_lengths) == 0)
   if len(empty):
     return int(empty[0])
-  lowest = int(np.argmin(heap_returns))
-  return lowest if episode_return > heap_returns[lowest] else None
+  returns = np.asarray(heap_returns, np.float32)
+  lowest = int(np.argmin(returns))
+  return lowest if np.float32(episode_return) >= returns[lowest] else None
 
 
 def heap_rows(episode, heap_episode_steps):
@@ -257,7 +284,8 @@ def heap_offer(buffer, rows, offered):
   episode_return and episode_length). Writes the episode into its slot if it takes one."""
   empty = buffer.heap_length == 0
   slot = jnp.where(jnp.any(empty), jnp.argmax(empty), jnp.argmin(buffer.heap_return))
-  take = offered & (jnp.any(empty) | (rows["episode_return"] > buffer.heap_return[slot]))
+  new_return = jnp.asarray(rows["episode_return"], buffer.heap_return.dtype)
+  take = offered & (jnp.any(empty) | (new_return >= buffer.heap_return[slot]))
   steps = buffer.heap_episode_steps
   start = slot * steps
 
@@ -273,7 +301,7 @@ def heap_offer(buffer, rows, offered):
       heap_next_observation=write(buffer.heap_next_observation, rows["next_observation"]),
       heap_terminal=write(buffer.heap_terminal, rows["terminal"]),
       heap_return=buffer.heap_return.at[slot].set(
-          jnp.where(take, rows["episode_return"], buffer.heap_return[slot])),
+          jnp.where(take, new_return, buffer.heap_return[slot])),
       heap_length=buffer.heap_length.at[slot].set(
           jnp.where(take, rows["episode_length"], buffer.heap_length[slot])))
 
@@ -283,13 +311,7 @@ def sample_episodes(buffer, key, num_episodes, sample_size, max_episode_length):
   sample_size), episodes drawn with probability proportional to their length, steps without
   replacement when K <= T, with replacement when K > T; plus [B] episode_return, episode_length."""
   key_episode, key_steps = jax.random.split(key)
-  oldest = _oldest(buffer)
-  # The first episode whose every step is still stored starts at `first_whole`.
-  oldest_row = oldest % buffer.limit
-  oldest_start = buffer.episode_start[oldest_row]
-  first_whole = jnp.where(oldest_start >= oldest, oldest,
-                          oldest_start + buffer.episode_length[oldest_row])
-  step = jax.random.randint(key_episode, (num_episodes,), first_whole, buffer.count)
+  step = jax.random.randint(key_episode, (num_episodes,), _first_whole(buffer), buffer.count)
   row = step % buffer.limit
   start, length = buffer.episode_start[row], buffer.episode_length[row]  # [B]
   offsets = sampling.sample_step_indices_in_jit(key_steps, length, sample_size,

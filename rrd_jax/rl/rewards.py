@@ -1,10 +1,12 @@
-"""The reward SAC learns from, per config.reward.kind (RRD_REFERENCE.md, "The full agent").
+"""The reward SAC learns from, per config.reward.kind (docs/ALGORITHM.md, "The full agent
+(RRD-SAC)").
 
 All read a batch of transitions of finished episodes (replay.sample_transitions):
   rrd, rrd_lrd  r_hat(s, a, s') of the current RRD reward model (trained with L-Rand-RD, or L-RD
                 via bias correction for rrd_lrd)
-  ircr          the episode's return normalised to [0, 1] by the min / max return over the episodes
-                in the replay ring plus IRCR's heap of top episodes (learner.py, replay.py)
+  ircr          the episode's return normalised to [0, 1] by the min / max return over the whole
+                episodes in the replay ring plus IRCR's heap of top episodes (learner.py,
+                replay.py)
   uniform       R / T on every step of the episode
   episodic      the raw delayed reward (0 ... 0, R): no redistribution
   dense         the true per-step reward (the oracle ceiling)
