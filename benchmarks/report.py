@@ -166,6 +166,23 @@ def device_cache(doc):
   return ["figure", "value"], [[label, sig(doc.get(key))] for key, label in DEVICE_CACHE]
 
 
+REWARD_STEP_SHAPES = (("seed_1x32_256px", "seed shape: 1 episode × 32 steps, 256²"),
+                      ("default_8x32_64px", "default: 8 × 32, 64²"),
+                      ("default_8x32_128px", "default: 8 × 32, 128²"))
+
+
+def reward_step(doc):
+  """Per shape: the three medians (s/step) and JAX's speed relative to each PyTorch form."""
+  shapes = doc["reward_step"]["shapes"]
+  rows = [[label, sig(s["jax_step_s_median"]), sig(s["torch_step_s_median"]),
+           sig(s["torch_compile_step_s_median"]), f"**{fixed(s['speedup'], 2)}**",
+           f"**{fixed(s['speedup_vs_compile'], 2)}**",
+           sig(s["equivalence"]["max_grad_rel_error"])]
+          for name, label in REWARD_STEP_SHAPES if name in shapes for s in [shapes[name]]]
+  return ["batch", "JAX s/step", "PyTorch eager s/step", "`torch.compile` s/step",
+          "JAX / eager speed", "JAX / compile speed", "max gradient rel. error"], rows
+
+
 def load(doc):
   result = doc["load"]
   theirs = result["theirs_ttfs_s"]
@@ -279,6 +296,7 @@ def agent_suite(doc):
 
 
 TABLES = {  # name: (summary file, table builder), in BENCHMARKS.md's order
+    "reward_step": ("reward_step_cpu.json", reward_step),
     "load": ("load_ttfs_cpu.json", load),
     "device_cache": ("device_cache_cpu.json", device_cache),
     "sac": ("sac_quick.json", sac),
