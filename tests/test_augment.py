@@ -119,11 +119,12 @@ def test_a_train_step_with_the_shift_differs_and_evaluation_never_shifts():
            "action": rng.normal(size=(2, 4, 2)).astype(np.float32),
            "episode_return": np.ones(2, np.float32), "episode_length": np.full(2, 9, np.int32)}
   keys = ("state", "next_state", "action", "image")
-  plain = step_lib.train_update(state, batch, keys, LossOptions.from_config(config.rrd))[1]["loss"]
-  shifted = step_lib.train_update(state, batch, keys, LossOptions.from_config(config.rrd),
-                                  augmentation=Augmentation.from_config(config))[1]["loss"]
+  options = LossOptions.from_config(config.rrd)
+  update = lambda augmentation: jax.jit(  # noqa: E731  (jitted: one compile, not op-by-op)
+      lambda s, b: step_lib.train_update(s, b, keys, options, augmentation=augmentation))
+  plain = update(None)(state, batch)[1]["loss"]
+  shifted = update(Augmentation.from_config(config))(state, batch)[1]["loss"]
   assert float(plain) != float(shifted)
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
-  evaluated = step_lib.make_eval_step(keys, LossOptions.from_config(config.rrd), mesh)(state,
-                                                                                     batch)["loss"]
+  evaluated = step_lib.make_eval_step(keys, options, mesh)(state, batch)["loss"]
   np.testing.assert_allclose(evaluated, plain, rtol=1e-6)

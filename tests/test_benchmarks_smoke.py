@@ -17,6 +17,9 @@ import pytest
 from benchmarks import accelerator, agent_suite, common, run as bench_run
 
 SMOKE_TIMEOUT_S = 1500
+# The tests that read the smoke run are end-to-end (one process running every benchmark, 2-4
+# minutes on 2 cores): pytest -m "not slow" leaves them out; the runner's own tests stay in.
+end_to_end = pytest.mark.slow
 TORCH_SKIP = ("torch is not installed: PyTorch is a benchmark-only dependency "
               "(pip install -r benchmarks/requirements.txt); the JAX side is checked without it")
 
@@ -113,6 +116,7 @@ def smoke(tmp_path_factory):
   return proc.returncode, results, (proc.stdout + proc.stderr)[-6000:], out
 
 
+@end_to_end
 def test_every_benchmark_runs_its_smoke_size_without_an_error(smoke):
   returncode, results, log, out = smoke
   failed = {name: bench_run.errors(results.get(name, {"error": "no result"}))
@@ -125,6 +129,7 @@ def test_every_benchmark_runs_its_smoke_size_without_an_error(smoke):
     assert "skipped" not in results[name], (name, results[name])
 
 
+@end_to_end
 @pytest.mark.parametrize("name", sorted(FIGURES))
 def test_smoke_writes_the_jax_sides_figures(smoke, name):
   _, results, log, _ = smoke
@@ -133,6 +138,7 @@ def test_smoke_writes_the_jax_sides_figures(smoke, name):
       check_figures(results[name], FIGURES[name][0]), log)
 
 
+@end_to_end
 @pytest.mark.parametrize("name", sorted(n for n, (_, torch_side) in FIGURES.items() if torch_side))
 def test_smoke_writes_the_pytorch_sides_figures(smoke, name):
   _, results, log, _ = smoke
@@ -149,6 +155,7 @@ def test_every_registered_benchmark_has_its_figures_listed():
   assert set(FIGURES) == set(bench_run.BENCHMARKS)
 
 
+@end_to_end
 def test_the_device_scripts_command_lines_on_the_smoke_figures(smoke, monkeypatch, tmp_path,
                                                                capsys):
   """`python -m benchmarks.accelerator --smoke --out F` and `python -m benchmarks.agent_suite

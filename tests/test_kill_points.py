@@ -37,13 +37,20 @@ KILL_POINTS = ("config.json.tmp", "checkpoints/steps/2.orbax-checkpoint-tmp",
                "checkpoints/steps/6.orbax-checkpoint-tmp", "final_metrics.json.tmp")
 
 
+def killed_at_rename(path, command):
+  """`command` under strace, SIGKILLed on entering the first rename of `path` (before it
+  happens). Not --seccomp-bpf, which would stop the process only at the traced renames: strace
+  6.1 then skips the signal injection (error injection still works)."""
+  return ["strace", "-f", "-qq", "-o", os.devnull, "-P", path,
+          "-e", "trace=rename,renameat,renameat2",
+          "-e", "inject=rename,renameat,renameat2:signal=KILL:when=1", *command]
+
+
 def _train(workdir, dataset_dir, kill_at=None, flags=FLAGS):
   command = [sys.executable, "-m", "rrd_jax.cli.train", "--workdir", workdir, *flags,
              f"--config.data.dataset_dir={dataset_dir}"]
-  if kill_at:  # SIGKILL on entering the first rename of this path (before it happens)
-    command = ["strace", "-f", "-qq", "-o", os.devnull, "-P", os.path.join(workdir, kill_at),
-               "-e", "trace=rename,renameat,renameat2",
-               "-e", "inject=rename,renameat,renameat2:signal=KILL:when=1", *command]
+  if kill_at:
+    command = killed_at_rename(os.path.join(workdir, kill_at), command)
   return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
                         check=False)
 
@@ -90,11 +97,8 @@ def test_the_agent_killed_in_its_checkpoint_save_resumes(tmp_path):
            "--config.sac.batch_size=32"]
   base = [sys.executable, "-m", "rrd_jax.cli.train", "--workdir", workdir, *flags]
   target = os.path.join(workdir, "checkpoints", "steps", "800.orbax-checkpoint-tmp")
-  killed = subprocess.run(
-      ["strace", "-f", "-qq", "-o", os.devnull, "-P", target, "-e",
-       "trace=rename,renameat,renameat2", "-e",
-       "inject=rename,renameat,renameat2:signal=KILL:when=1", *base],
-      cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+  killed = subprocess.run(killed_at_rename(target, base), cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, check=False)
   assert killed.returncode != 0
   assert checkpoint.available_steps(os.path.join(workdir, "checkpoints")) == [400]
   rerun = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=600,

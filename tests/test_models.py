@@ -186,12 +186,12 @@ def test_conv_trunk_computes_the_nn_conv_trunk(size, channels, impl):
   assert jax.tree.structure(own) == jax.tree.structure(params)
   for a, b in zip(jax.tree.leaves(own), jax.tree.leaves(params)):
     np.testing.assert_array_equal(a, b)
-  expected = reference.apply(params, x)
+  expected = jax.jit(reference.apply)(params, x)  # jitted: one compile, not op-by-op dispatch
   assert expected.shape == (2, 3, 64 * trunk_feature_size(size) ** 2)
-  np.testing.assert_allclose(trunk.apply(params, x), expected, rtol=1e-5, atol=1e-5)
-  loss = lambda module: lambda p: jnp.sum(jnp.sin(module.apply(p, x)))
-  for got, want in zip(jax.tree.leaves(jax.grad(loss(trunk))(params)),
-                       jax.tree.leaves(jax.grad(loss(reference))(params))):
+  np.testing.assert_allclose(jax.jit(trunk.apply)(params, x), expected, rtol=1e-5, atol=1e-5)
+  grad = lambda module: jax.jit(jax.grad(lambda p: jnp.sum(jnp.sin(module.apply(p, x)))))
+  for got, want in zip(jax.tree.leaves(grad(trunk)(params)),
+                       jax.tree.leaves(grad(reference)(params))):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(jnp.abs(want).max()))
 
 
