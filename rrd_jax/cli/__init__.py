@@ -1,4 +1,4 @@
-"""Layer 8, cli: one module per console script; each parses its flags and calls the layers below.
+"""Layer 9, cli: one module per console script; each parses its flags and calls the layers below.
 
 train.py           rrd-train
 predict.py         rrd-predict
